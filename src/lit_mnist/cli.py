@@ -1,0 +1,209 @@
+"""The command line: LightningCLI with the template's defaults, fit followed by test."""
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lit_mnist.data import MNISTDataModule
+from lit_mnist.errors import UserError
+from lit_mnist.model import MNISTClassifier
+
+# Lightning's own meanings of --ckpt_path; anything else must be a file.
+CKPT_KEYWORDS = ("best", "hpc", "registry")
+HPARAM_TRAINER_KEYS = (
+    "max_epochs", "max_steps", "accumulate_grad_batches", "precision", "gradient_clip_val",
+)
+
+
+class SaveFitConfig(SaveConfigCallback):
+    """Writes config.yaml for `fit` only: testing a checkpoint must not overwrite its run's config."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
+
+class MNISTCLI(LightningCLI):
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("seed_everything_default", 0)
+        super().__init__(
+            MNISTClassifier,
+            MNISTDataModule,
+            auto_configure_optimizers=False,
+            save_config_callback=SaveFitConfig,
+            save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/acc",
+            "checkpoint.mode": "max",
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "epoch{epoch:02d}-step{step:06d}-val_acc{val/acc:.4f}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.log_momentum": True, "lr_monitor.log_weight_decay": True})
+        parser.set_defaults({
+            "trainer.logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
+            },
+            "trainer.max_epochs": 5,
+        })
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True,
+            help="After fit, test the best checkpoint on the official test set.",
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        config = self.config[self.config.subcommand]
+        if config.get("ckpt_path"):
+            config.ckpt_path = self._resolve_checkpoint(config)
+            run_dir = _run_dir_of(Path(config.ckpt_path))
+            if run_dir is not None:
+                _log_into(config.trainer.logger, run_dir)
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        if config.trainer.fast_dev_run:
+            # a smoke run saves nothing; ModelCheckpoint's save_last would still write ./checkpoints
+            config.checkpoint.save_last = False
+
+    def _resolve_checkpoint(self, config) -> str:
+        """`last` means the newest last.ckpt of this experiment's runs; a path must exist."""
+        ckpt_path = config.ckpt_path
+        if ckpt_path in CKPT_KEYWORDS:
+            return ckpt_path
+        if ckpt_path == "last":
+            if not _is_tensorboard(config.trainer.logger):
+                raise UserError("--ckpt_path last needs the default TensorBoardLogger to know where runs are")
+            init = config.trainer.logger.init_args
+            experiment = Path(init.save_dir) / init.name
+            candidates = sorted(experiment.glob("*/checkpoints/last.ckpt"), key=os.path.getmtime)
+            if not candidates:
+                raise UserError(f"--ckpt_path last: no run under {experiment} has checkpoints/last.ckpt")
+            return str(candidates[-1])
+        if not Path(ckpt_path).is_file():
+            raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+        return ckpt_path
+
+    def before_fit(self) -> None:
+        self._started = time.perf_counter()
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        fit_seconds = time.perf_counter() - self._started
+        results = {
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "val/acc_best": _scalar(trainer.callback_metrics.get("val/acc_best")),
+        }
+        if self.config.fit.test_after_fit:
+            # fast_dev_run saves no checkpoint: then test the weights in memory
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            tested = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
+            results.update({k: v for k, v in tested[0].items() if k.startswith("test/")})
+            results["best_checkpoint"] = best
+        results["fit_seconds"] = round(fit_seconds, 2)
+        results["wall_seconds"] = round(time.perf_counter() - self._started, 2)
+        if trainer.fast_dev_run or not trainer.is_global_zero:
+            return
+        results["hardware"] = hardware(trainer)
+        run_dir = Path(trainer.log_dir)
+        (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+        self._log_hparams(results)
+        print(f"\nRun folder: {run_dir}")
+        summary = {k: results[k] for k in ("test/acc", "test/loss", "val/acc_best") if results.get(k) is not None}
+        print("  " + "  ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+
+    def after_predict(self) -> None:
+        batches = self.trainer.predict_loop.predictions
+        if not batches:
+            return
+        predictions = torch.cat([b["prediction"] for b in batches])
+        counts = torch.bincount(predictions, minlength=self.model.hparams.num_classes).tolist()
+        print(f"Predicted {len(predictions)} images; per class: {counts}")
+
+    def _log_hparams(self, results: dict) -> None:
+        """The run's settings with its final metrics, so TensorBoard's HPARAMS tab compares runs."""
+        logger = self.trainer.logger
+        if not isinstance(logger, TensorBoardLogger):
+            return
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))["fit"]
+        params = {"seed": config.get("seed_everything"), "model": config["model"], "data": config["data"]}
+        params["trainer"] = {k: config["trainer"].get(k) for k in HPARAM_TRAINER_KEYS}
+        metrics = {k: v for k, v in results.items() if "/" in k and isinstance(v, float)}
+        logger.log_hyperparams(params, metrics)
+
+
+def _run_dir_of(ckpt: Path) -> Path | None:
+    """`<save_dir>/<name>/<version>/checkpoints/x.ckpt` -> its run folder, else None."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+
+
+def _log_into(logger_config, run_dir: Path) -> None:
+    """Point a TensorBoardLogger config at an existing run folder, so a resumed run continues there."""
+    if _is_tensorboard(logger_config):
+        init = logger_config.init_args
+        init.save_dir, init.name, init.version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
+
+
+def _is_tensorboard(logger_config) -> bool:
+    return bool(logger_config) and str(logger_config.get("class_path", "")).endswith("TensorBoardLogger")
+
+
+def _scalar(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def hardware(trainer: L.Trainer) -> dict:
+    info = {
+        "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
+        "devices": trainer.num_devices,
+        "precision": str(trainer.precision),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    try:
+        MNISTCLI()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

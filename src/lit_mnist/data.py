@@ -1,0 +1,198 @@
+"""MNIST held once in memory as uint8 tensors; batches are gathered with one indexing op."""
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, RandomSampler
+
+from lit_mnist.errors import UserError
+
+# Mean and standard deviation of the 60k training pixels, scaled to [0, 1].
+MEAN, STD = 0.1307, 0.3081
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_UBYTE = 0x08
+
+
+class DataError(UserError):
+    """A problem with the user's data or data settings, told in one line."""
+
+
+def raw_folder(data_dir: str | Path) -> Path:
+    return Path(data_dir).expanduser() / "MNIST" / "raw"
+
+
+def missing_files(data_dir: str | Path) -> list[str]:
+    folder = raw_folder(data_dir)
+    return [name for pair in FILES.values() for name in pair if not (folder / name).is_file()]
+
+
+def read_idx(path: Path) -> Tensor:
+    """An IDX file of unsigned bytes as a uint8 tensor shaped by its header."""
+    data = path.read_bytes()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != _IDX_UBYTE or data[3] == 0:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path} is truncated: its header is incomplete")
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + torch.Size(shape).numel()
+    if len(data) != expected:
+        raise DataError(
+            f"{path} has {len(data)} bytes but its header {shape} needs {expected}: "
+            "the file is truncated or corrupt, delete it and download again"
+        )
+    return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(shape)
+
+
+def load_split(data_dir: str | Path, split: str) -> tuple[Tensor, Tensor]:
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of the official `train` or `test` split."""
+    images_file, labels_file = (raw_folder(data_dir) / name for name in FILES[split])
+    images, labels = read_idx(images_file), read_idx(labels_file)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{images_file} holds {tuple(images.shape)} instead of N x 28 x 28 images")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_file} holds an array of shape {tuple(labels.shape)}, not a list of labels")
+    if len(labels) != len(images):
+        raise DataError(f"{labels_file} has {len(labels)} labels for {len(images)} images in {images_file.name}")
+    if len(labels) and int(labels.max()) > 9:
+        raise DataError(f"{labels_file} has labels outside 0-9 (max {int(labels.max())})")
+    return images, labels.long()
+
+
+class GatherBatch:
+    """collate_fn: the sampled indices become one batch through a single gather, uint8 images
+    (B, 1, 28, 28) and int64 labels (B,); conversion to float happens on the device."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __call__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[index].unsqueeze(1), self.labels[index]
+
+
+def normalize(images: Tensor) -> Tensor:
+    """uint8 pixels to float with the training set's mean and std: (x / 255 - MEAN) / STD."""
+    return images.float().sub_(255 * MEAN).div_(255 * STD)
+
+
+class MNISTDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        data_dir: str = "data",
+        download: bool = True,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        batch_size: int = 64,
+        eval_batch_size: int = 1000,
+        shuffle_seed: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        """
+        Args:
+            data_dir: folder holding MNIST/raw/ with the four IDX files.
+            download: fetch the files with torchvision when they are missing.
+            val_size: images of the official training set held out for validation.
+            split_seed: seed of the train/validation split (fixed apart from the run's seed).
+            batch_size: training batch size.
+            eval_batch_size: batch size for validation, test and prediction.
+            shuffle_seed: seed of the training order; None follows the run's seed.
+            num_workers: DataLoader worker processes; 0 gathers batches in the main process.
+            pin_memory: page-locked batches, for faster copies to a GPU.
+            persistent_workers: keep workers alive between epochs (needs num_workers > 0).
+            prefetch_factor: batches each worker loads ahead (needs num_workers > 0).
+            drop_last: drop the last incomplete training batch.
+        """
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise DataError(f"--data.{name} must be at least 1, got {value}")
+        if num_workers < 0:
+            raise DataError(f"--data.num_workers must be 0 or more, got {num_workers}")
+        if num_workers == 0 and (persistent_workers or prefetch_factor is not None):
+            raise DataError(
+                "--data.persistent_workers and --data.prefetch_factor need --data.num_workers > 0"
+            )
+        self.save_hyperparameters(logger=False)
+        self.train_arrays: tuple[Tensor, Tensor] | None = None
+        self.test_arrays: tuple[Tensor, Tensor] | None = None
+        self.train_idx = self.val_idx = torch.empty(0, dtype=torch.long)
+
+    def prepare_data(self) -> None:
+        missing = missing_files(self.hparams.data_dir)
+        if not missing:
+            return
+        folder = raw_folder(self.hparams.data_dir)
+        fix = (
+            f"put the four MNIST IDX files ({', '.join(f for p in FILES.values() for f in p)}) "
+            f"in {folder}, or point --data.data_dir (DATA_DIR= with make) at the folder holding MNIST/raw"
+        )
+        if not self.hparams.download:
+            raise DataError(f"MNIST files missing in {folder}: {', '.join(missing)}; {fix}")
+        from torchvision.datasets import MNIST
+
+        try:
+            for train in (True, False):
+                MNIST(self.hparams.data_dir, train=train, download=True)
+        except Exception as err:  # torchvision raises several kinds when no mirror answers
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(
+                f"MNIST files missing in {folder} ({', '.join(missing)}) and the download "
+                f"failed ({reason}); {fix}"
+            ) from err
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate") and self.train_arrays is None:
+            self.train_arrays = load_split(self.hparams.data_dir, "train")
+            n, val_size = len(self.train_arrays[1]), self.hparams.val_size
+            if not 0 < val_size < n:
+                raise DataError(f"--data.val_size must be between 1 and {n - 1}, got {val_size}")
+            generator = torch.Generator().manual_seed(self.hparams.split_seed)
+            order = torch.randperm(n, generator=generator)
+            self.val_idx, self.train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+        if stage in ("test", "predict") and self.test_arrays is None:
+            self.test_arrays = load_split(self.hparams.data_dir, "test")
+
+    def _loader(self, arrays: tuple[Tensor, Tensor], indices: list[int], train: bool) -> DataLoader:
+        hp = self.hparams
+        sampler = None
+        if train:
+            generator = None if hp.shuffle_seed is None else torch.Generator().manual_seed(hp.shuffle_seed)
+            sampler = RandomSampler(indices, generator=generator)
+        return DataLoader(
+            indices,
+            batch_size=hp.batch_size if train else hp.eval_batch_size,
+            sampler=sampler,
+            collate_fn=GatherBatch(*arrays),
+            drop_last=hp.drop_last and train,
+            num_workers=hp.num_workers,
+            pin_memory=hp.pin_memory,
+            persistent_workers=hp.persistent_workers,
+            prefetch_factor=hp.prefetch_factor,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_arrays, self.train_idx.tolist(), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.train_arrays, self.val_idx.tolist(), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_arrays, list(range(len(self.test_arrays[1]))), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
+        images, labels = batch
+        return normalize(images), labels

@@ -1,0 +1,159 @@
+"""MNISTClassifier: the net, the loss, the metrics and configure_optimizers."""
+
+import functools
+import inspect
+import math
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_mnist.errors import UserError
+from lit_mnist.nets import ConvNet
+from lit_mnist.optim import GroupSettings, param_groups, scale_group_lrs
+
+STAGES = ("train", "val", "test")
+
+
+class MNISTClassifier(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        scheduler_frequency: int = 1,
+        scheduler_monitor: str = "val/loss",
+        features_lr_mult: float = 1.0,
+        classifier_lr_mult: float = 1.0,
+        features_weight_decay: float | None = None,
+        classifier_weight_decay: float | None = None,
+        label_smoothing: float = 0.0,
+        num_classes: int = 10,
+    ) -> None:
+        """
+        Args:
+            net: any nn.Module mapping (B, 1, 28, 28) to (B, num_classes); None is the seed ConvNet.
+            optimizer: any torch.optim class with its arguments; lr and weight_decay are the base.
+            scheduler: any torch.optim.lr_scheduler class with its arguments, or None.
+                A `total_steps` left unset is filled from the trainer; a scalar `max_lr`
+                is multiplied by each group's learning-rate multiplier.
+            scheduler_interval: step the scheduler every "epoch" or every optimizer "step".
+            scheduler_frequency: step it every this many intervals.
+            scheduler_monitor: the metric a ReduceLROnPlateau watches.
+            features_lr_mult: learning rate of the feature extractor, as a multiple of the base.
+            classifier_lr_mult: learning rate of the classifier, as a multiple of the base.
+            features_weight_decay: weight decay of the feature extractor; None keeps the optimizer's.
+            classifier_weight_decay: weight decay of the classifier; None keeps the optimizer's.
+            label_smoothing: cross-entropy label smoothing, 0 for none.
+            num_classes: number of classes.
+        """
+        super().__init__()
+        for name, value in (("features_lr_mult", features_lr_mult), ("classifier_lr_mult", classifier_lr_mult)):
+            if value < 0:
+                raise UserError(f"--model.{name} must be 0 or more, got {value}")
+        if scheduler_frequency < 1:
+            raise UserError(f"--model.scheduler_frequency must be at least 1, got {scheduler_frequency}")
+        # Through the CLI this stores the config (class paths and arguments), so a checkpoint
+        # rebuilds the same net, optimizer and scheduler. The logger gets them with the final
+        # metrics at the end of the run instead of at its start.
+        self.save_hyperparameters(logger=False)
+        self.net = net if net is not None else ConvNet(num_classes=num_classes)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.groups = (
+            GroupSettings(features_lr_mult, features_weight_decay),
+            GroupSettings(classifier_lr_mult, classifier_weight_decay),
+        )
+        for stage in STAGES:
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # a resumed run keeps its best so far
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy(logits, labels)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self.shared_step(batch, "train")
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.shared_step(batch, "test")
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        probabilities = self(batch[0]).softmax(dim=1)
+        confidence, prediction = probabilities.max(dim=1)
+        return {"prediction": prediction, "confidence": confidence, "probabilities": probabilities}
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # a few untrained batches are no "best"
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(param_groups(self.net, *self.groups))
+        scale_group_lrs(optimizer)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, **self._trainer_derived_args(optimizer))
+        config = {
+            "scheduler": scheduler,
+            "interval": self.hparams.scheduler_interval,
+            "frequency": self.hparams.scheduler_frequency,
+        }
+        if isinstance(scheduler, ReduceLROnPlateau):
+            config["monitor"] = self.hparams.scheduler_monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _trainer_derived_args(self, optimizer: Optimizer) -> dict:
+        """Scheduler arguments that depend on the run: an unset `total_steps` (OneCycleLR,
+        WarmupCosineLR) becomes the number of scheduler steps the trainer will take; a scalar
+        `max_lr` becomes one peak per group so the groups keep their learning-rate ratios."""
+        accepted, given = _partial_signature(self.scheduler_factory)
+        derived = {}
+        if "total_steps" in accepted and given.get("total_steps") is None and given.get("epochs") is None:
+            if self.hparams.scheduler_interval == "step":
+                intervals = self.trainer.estimated_stepping_batches
+            else:
+                intervals = self.trainer.max_epochs
+            if intervals is None or intervals < 1 or math.isinf(intervals):
+                raise UserError(
+                    "the scheduler needs total_steps: set it, or bound the run with "
+                    "--trainer.max_epochs / --trainer.max_steps"
+                )
+            derived["total_steps"] = math.ceil(intervals / self.hparams.scheduler_frequency)
+        if isinstance(given.get("max_lr"), int | float):
+            derived["max_lr"] = [given["max_lr"] * group["lr_mult"] for group in optimizer.param_groups]
+        return derived
+
+
+def _partial_signature(factory) -> tuple[set[str], dict]:
+    """The parameter names of the class a partial builds, and the keywords it already holds.
+    LightningCLI hands over a functools.partial whose arguments include the class."""
+    if not isinstance(factory, functools.partial):
+        return set(), {}
+    target = next((x for x in (factory.func, *factory.args) if isinstance(x, type)), None)
+    accepted = set(inspect.signature(target).parameters) if target else set()
+    return accepted, factory.keywords

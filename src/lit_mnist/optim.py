@@ -1,0 +1,111 @@
+"""Parameter groups and learning-rate schedules; plain PyTorch, no Lightning."""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """How one part of the net trains: a multiplier on the optimizer's learning rate and,
+    when set, a weight decay that replaces the optimizer's."""
+
+    lr_mult: float = 1.0
+    weight_decay: float | None = None
+
+
+def head_of(net: nn.Module) -> nn.Module:
+    """The classifier of `net`: its `classifier` attribute, else the last module owning parameters."""
+    head = getattr(net, "classifier", None)
+    if isinstance(head, nn.Module):
+        return head
+    owners = [m for m in net.modules() if any(True for _ in m.parameters(recurse=False))]
+    if not owners:
+        raise ValueError(f"{type(net).__name__} has no parameters to train")
+    return owners[-1]
+
+
+def param_groups(
+    net: nn.Module, features: GroupSettings, classifier: GroupSettings
+) -> list[dict]:
+    """Named parameter groups: features and classifier, each split into weights that decay and
+    biases/normalisation parameters that do not. Every trainable parameter lands in exactly one
+    group; empty groups are left out. Each group carries its `lr_mult` for `scale_group_lrs`."""
+    head_ids = {id(p) for p in head_of(net).parameters()}
+    groups: dict[str, dict] = {}
+    for param in net.parameters():
+        if not param.requires_grad:
+            continue
+        part, settings = (
+            ("classifier", classifier) if id(param) in head_ids else ("features", features)
+        )
+        # Vectors are biases and norm scales/shifts: decaying them only limits what they can fit.
+        decays = param.ndim > 1
+        name = part if decays else f"{part}_no_decay"
+        if name not in groups:
+            groups[name] = {"name": name, "params": [], "lr_mult": settings.lr_mult}
+            if not decays:
+                groups[name]["weight_decay"] = 0.0
+            elif settings.weight_decay is not None:
+                groups[name]["weight_decay"] = settings.weight_decay
+        groups[name]["params"].append(param)
+    order = ["features", "features_no_decay", "classifier", "classifier_no_decay"]
+    return [groups[n] for n in order if n in groups]
+
+
+def scale_group_lrs(optimizer: Optimizer) -> None:
+    """Apply each group's `lr_mult` to the learning rate the optimizer filled in."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * group.get("lr_mult", 1.0)
+
+
+class LinearWarmup:
+    """`lr_lambda` for LambdaLR: the factor rises linearly from 1/steps to 1 over `steps` steps."""
+
+    def __init__(self, steps: int) -> None:
+        if steps < 1:
+            raise ValueError(f"warm-up steps must be at least 1, got {steps}")
+        self.steps = steps
+
+    def __call__(self, step: int) -> float:
+        return min(1.0, (step + 1) / self.steps)
+
+
+class WarmupCosine(LinearWarmup):
+    """`lr_lambda`: linear warm-up, then a cosine decay to `final_factor` at `total_steps`."""
+
+    def __init__(self, steps: int, total_steps: int, final_factor: float = 0.0) -> None:
+        super().__init__(steps)
+        if total_steps <= steps:
+            raise ValueError(f"total_steps ({total_steps}) must exceed warm-up steps ({steps})")
+        self.total_steps = total_steps
+        self.final_factor = final_factor
+
+    def __call__(self, step: int) -> float:
+        if step < self.steps:
+            return super().__call__(step)
+        progress = min(1.0, (step - self.steps) / (self.total_steps - self.steps))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.final_factor + (1.0 - self.final_factor) * cosine
+
+
+class WarmupCosineLR(LambdaLR):
+    """Linear warm-up then cosine decay, as one scheduler. Leave `total_steps` unset in a config
+    and the model fills in the trainer's number of optimizer steps."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        warmup_steps: int,
+        total_steps: int | None = None,
+        final_factor: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        if total_steps is None:
+            raise ValueError("WarmupCosineLR needs total_steps")
+        lr_lambda: Callable[[int], float] = WarmupCosine(warmup_steps, total_steps, final_factor)
+        super().__init__(optimizer, lr_lambda, last_epoch)

@@ -1,0 +1,74 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_mnist.data import FILES, raw_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: torch.Tensor) -> None:
+    """Write a uint8 tensor as an IDX file: magic 0x00000800 + ndim, big-endian dims, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.to(torch.uint8).contiguous().numpy().tobytes())
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose label is written in them (a bright bar at a label-dependent row), so a
+    small net can learn them, with noise so no two are alike."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=generator)]
+    images = torch.randint(0, 60, (n, 28, 28), generator=generator, dtype=torch.uint8)
+    for row in range(10):
+        images[labels == row, 2 + 2 * row : 4 + 2 * row, 4:24] = 255
+    return images, labels.to(torch.uint8)
+
+
+def make_dataset(root: Path, n_train: int = 300, n_test: int = 100) -> Path:
+    folder = raw_folder(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
+        images, labels = synthetic_digits(n, seed)
+        images_file, labels_file = FILES[split]
+        write_idx(folder / images_file, images)
+        write_idx(folder / labels_file, labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fake_mnist(tmp_path_factory) -> Path:
+    """A data root with 300 training and 100 test images in MNIST's IDX layout."""
+    return make_dataset(tmp_path_factory.mktemp("fake_mnist"))
+
+
+@pytest.fixture(scope="session")
+def real_mnist() -> Path:
+    """The real MNIST under $DATA_DIR; skipped where absent unless LIT_MNIST_REQUIRE_DATA=1."""
+    root = Path(os.environ.get("DATA_DIR", ROOT / "data")).resolve()
+    if not (raw_folder(root) / FILES["train"][0]).is_file():
+        message = f"real MNIST not found under {root} (set DATA_DIR)"
+        if os.environ.get("LIT_MNIST_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -m lit_mnist ARGS` in `cwd`, as a user runs it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lit_mnist", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lit-mnist {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+# Flags that make a CLI run small on the synthetic data.
+SMALL = ["--data.val_size=50", "--data.eval_batch_size=50", "--trainer.enable_progress_bar=false",
+         "--trainer.enable_model_summary=false"]

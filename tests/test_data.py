@@ -1,0 +1,145 @@
+import pytest
+import torch
+from conftest import make_dataset, write_idx
+
+from lit_mnist.data import MEAN, STD, DataError, GatherBatch, MNISTDataModule, load_split, read_idx
+
+
+def test_read_idx_round_trip(tmp_path):
+    array = torch.randint(0, 256, (7, 28, 28), dtype=torch.uint8)
+    write_idx(tmp_path / "x", array)
+    assert torch.equal(read_idx(tmp_path / "x"), array)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x00\x00\x0d\x01" + (3).to_bytes(4, "big") + b"abc", "bad magic number"),
+        (b"\x00\x00\x08\x03\x00\x00", "header is incomplete"),
+        (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"abc", "truncated or corrupt"),
+    ],
+)
+def test_read_idx_rejects_bad_files_by_name(tmp_path, content, message):
+    (tmp_path / "bad-file").write_bytes(content)
+    with pytest.raises(DataError, match=message) as err:
+        read_idx(tmp_path / "bad-file")
+    assert "bad-file" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_load_split_checks_labels_against_images(tmp_path):
+    make_dataset(tmp_path, n_train=30, n_test=10)
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw / "t10k-labels-idx1-ubyte", torch.zeros(9, dtype=torch.uint8))
+    with pytest.raises(DataError, match="9 labels for 10 images"):
+        load_split(tmp_path, "test")
+    write_idx(raw / "t10k-labels-idx1-ubyte", torch.full((10,), 11, dtype=torch.uint8))
+    with pytest.raises(DataError, match="outside 0-9"):
+        load_split(tmp_path, "test")
+
+
+def prepared(fake_mnist, **kwargs) -> MNISTDataModule:
+    dm = MNISTDataModule(data_dir=str(fake_mnist), val_size=50, **kwargs)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_split_sizes_and_seed(fake_mnist):
+    dm = prepared(fake_mnist)
+    assert (len(dm.train_idx), len(dm.val_idx)) == (250, 50)
+    assert sorted(torch.cat([dm.train_idx, dm.val_idx]).tolist()) == list(range(300))
+    assert torch.equal(prepared(fake_mnist).val_idx, dm.val_idx)
+    assert not torch.equal(prepared(fake_mnist, split_seed=1).val_idx, dm.val_idx)
+
+
+def test_default_split_is_55000_5000():
+    dm = MNISTDataModule()
+    assert dm.hparams.val_size == 5000
+
+
+@pytest.mark.parametrize("val_size", [0, 300, 1000])
+def test_val_size_outside_training_set_is_rejected(fake_mnist, val_size):
+    with pytest.raises(DataError, match="val_size must be between 1 and 299"):
+        MNISTDataModule(data_dir=str(fake_mnist), val_size=val_size).setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"num_workers": -1}, "num_workers must be 0 or more"),
+        ({"persistent_workers": True}, "need --data.num_workers > 0"),
+        ({"prefetch_factor": 2}, "need --data.num_workers > 0"),
+    ],
+)
+def test_impossible_loader_settings_are_rejected(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        MNISTDataModule(**kwargs)
+
+
+def test_collate_gathers_uint8_batch_in_sampled_order():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1).expand(10, 28, 28).contiguous()
+    labels = torch.arange(10)
+    batch_images, batch_labels = GatherBatch(images, labels)([7, 2, 9])
+    assert batch_images.shape == (3, 1, 28, 28) and batch_images.dtype == torch.uint8
+    assert batch_labels.dtype == torch.int64
+    assert batch_labels.tolist() == [7, 2, 9]
+    assert batch_images[:, 0, 0, 0].tolist() == [7, 2, 9]
+
+
+def test_loader_batches_are_uint8_and_match_the_split(fake_mnist):
+    dm = prepared(fake_mnist, batch_size=32)
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.uint8
+    all_images, all_labels = dm.train_arrays
+    # every sampled image is the training image with the same label, and none is a validation image
+    train_set = set(dm.train_idx.tolist())
+    for image, label in zip(images, labels, strict=True):
+        matches = (all_images == image[0]).flatten(1).all(1).nonzero().flatten().tolist()
+        assert any(i in train_set and all_labels[i] == label for i in matches)
+    val_images, _ = next(iter(dm.val_dataloader()))
+    assert torch.equal(val_images[:, 0], all_images[dm.val_idx[: len(val_images)]])
+
+
+def test_shuffle_seed_fixes_the_training_order(fake_mnist):
+    def first_labels(seed):
+        return next(iter(prepared(fake_mnist, shuffle_seed=seed).train_dataloader()))[1]
+
+    assert torch.equal(first_labels(3), first_labels(3))
+    assert not torch.equal(first_labels(3), first_labels(4))
+
+
+def test_normalisation_happens_after_transfer():
+    dm = MNISTDataModule()
+    images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)
+    labels = torch.tensor([1, 2])
+    out_images, out_labels = dm.on_after_batch_transfer((images, labels), 0)
+    assert out_images.dtype == torch.float32
+    expected = torch.tensor([-MEAN / STD, (1 - MEAN) / STD]).view(2, 1, 1, 1)
+    assert torch.allclose(out_images, expected)
+    assert torch.equal(out_labels, labels)
+
+
+def test_missing_files_without_download_name_folder_and_files(tmp_path):
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False)
+    with pytest.raises(DataError) as err:
+        dm.prepare_data()
+    message = str(err.value)
+    assert str(tmp_path / "MNIST" / "raw") in message
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        assert name in message
+    assert "--data.data_dir" in message and "\n" not in message
+
+
+def test_failed_download_is_one_clear_line(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nno route to host")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(DataError, match=r"download failed \(Error downloading") as err:
+        MNISTDataModule(data_dir=str(tmp_path)).prepare_data()
+    assert "\n" not in str(err.value) and "t10k-labels-idx1-ubyte" in str(err.value)
