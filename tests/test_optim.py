@@ -96,3 +96,5 @@ def test_linear_warmup_and_cosine_factors():
     assert cosine(0) == 0.5 and cosine(2) == pytest.approx(1.0)
     assert cosine(7) == pytest.approx(0.55) and cosine(12) == pytest.approx(0.1)
     assert cosine(20) == pytest.approx(0.1)
+    short_run = WarmupCosine(300, total_steps=1)
+    assert short_run(0) == pytest.approx(1 / 300)

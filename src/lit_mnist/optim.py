@@ -76,19 +76,18 @@ class LinearWarmup:
 
 
 class WarmupCosine(LinearWarmup):
-    """`lr_lambda`: linear warm-up, then a cosine decay to `final_factor` at `total_steps`."""
+    """`lr_lambda`: linear warm-up, then a cosine decay to `final_factor` at `total_steps`.
+    A run shorter than its warm-up only warms up."""
 
     def __init__(self, steps: int, total_steps: int, final_factor: float = 0.0) -> None:
         super().__init__(steps)
-        if total_steps <= steps:
-            raise ValueError(f"total_steps ({total_steps}) must exceed warm-up steps ({steps})")
         self.total_steps = total_steps
         self.final_factor = final_factor
 
     def __call__(self, step: int) -> float:
         if step < self.steps:
             return super().__call__(step)
-        progress = min(1.0, (step - self.steps) / (self.total_steps - self.steps))
+        progress = min(1.0, (step - self.steps) / max(1, self.total_steps - self.steps))
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.final_factor + (1.0 - self.final_factor) * cosine
 
