@@ -65,10 +65,16 @@ def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
         [sys.executable, "-m", "lit_mnist", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"lit-mnist {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"lit-mnist {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
 # Flags that make a CLI run small on the synthetic data.
-SMALL = ["--data.val_size=50", "--data.eval_batch_size=50", "--trainer.enable_progress_bar=false",
-         "--trainer.enable_model_summary=false"]
+SMALL = [
+    "--data.val_size=50",
+    "--data.eval_batch_size=50",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]

@@ -10,10 +10,17 @@ from lit_mnist.nets import ConvNet
 
 def train(fake_mnist, batch_size: int, accumulate: int, optimizer_steps: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    model = MNISTClassifier(net=ConvNet(channels=(4, 8), hidden=16), optimizer=partial(torch.optim.SGD, lr=0.5))
+    model = MNISTClassifier(
+        net=ConvNet(channels=(4, 8), hidden=16), optimizer=partial(torch.optim.SGD, lr=0.5)
+    )
     trainer = L.Trainer(
-        max_steps=optimizer_steps, accumulate_grad_batches=accumulate, limit_val_batches=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=optimizer_steps,
+        accumulate_grad_batches=accumulate,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     # the same shuffle seed gives the same sample order whatever the batch size
     data = MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=batch_size, shuffle_seed=7)

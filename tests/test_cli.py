@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, SMALL, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from conftest import ROOT, SMALL, run_cli
 from lit_mnist.nets import ConvNet
 
 DEFAULT = str(ROOT / "configs" / "default.yaml")
@@ -24,7 +24,9 @@ CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 def quick_run(fake_mnist, tmp_path_factory):
     """Two epochs of the quick config: (working folder, run folder, completed process)."""
     cwd = tmp_path_factory.mktemp("quick")
-    result = run_cli("fit", *QUICK, f"--data.data_dir={fake_mnist}", *SMALL, "--trainer.max_epochs=2", cwd=cwd)
+    result = run_cli(
+        "fit", *QUICK, f"--data.data_dir={fake_mnist}", *SMALL, "--trainer.max_epochs=2", cwd=cwd
+    )
     return cwd, cwd / "logs" / "quick" / "version_0", result
 
 
@@ -72,8 +74,18 @@ def test_tensorboard_holds_curves_learning_rates_and_hparams(quick_run):
         except KeyError:  # this file holds scalars only
             written = {}
         hparams |= {tag: HParamsPluginData.FromString(content) for tag, content in written.items()}
-    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc",
-                "lr-Adam/features", "lr-Adam/classifier", "lr-Adam/features_no_decay"}
+    expected = {
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/acc_best",
+        "test/loss",
+        "test/acc",
+        "lr-Adam/features",
+        "lr-Adam/classifier",
+        "lr-Adam/features_no_decay",
+    }
     assert expected <= scalars
     start = hparams["_hparams_/session_start_info"].session_start_info.hparams
     assert start["data/batch_size"].number_value == 64
@@ -86,8 +98,15 @@ def test_tensorboard_holds_curves_learning_rates_and_hparams(quick_run):
 def test_subcommands_from_a_checkpoint(quick_run, fake_mnist, subcommand):
     cwd, run_dir, _ = quick_run
     config_before = (run_dir / "config.yaml").read_text()
-    result = run_cli(subcommand, "--config", str(run_dir / "config.yaml"), f"--data.data_dir={fake_mnist}",
-                     "--ckpt_path", str(best_checkpoint(run_dir)), cwd=cwd)
+    result = run_cli(
+        subcommand,
+        "--config",
+        str(run_dir / "config.yaml"),
+        f"--data.data_dir={fake_mnist}",
+        "--ckpt_path",
+        str(best_checkpoint(run_dir)),
+        cwd=cwd,
+    )
     expected = {"validate": "val/acc", "test": "test/acc", "predict": "Predicted 100 images"}[subcommand]
     assert expected in result.stdout
     assert (run_dir / "config.yaml").read_text() == config_before
@@ -95,14 +114,27 @@ def test_subcommands_from_a_checkpoint(quick_run, fake_mnist, subcommand):
 
 
 def test_print_config_loads_back(fake_mnist, tmp_path):
-    printed = run_cli("fit", *QUICK, "--model.optimizer=torch.optim.SGD", "--model.optimizer.lr=0.02",
-                      "--print_config", cwd=tmp_path).stdout
+    printed = run_cli(
+        "fit",
+        *QUICK,
+        "--model.optimizer=torch.optim.SGD",
+        "--model.optimizer.lr=0.02",
+        "--print_config",
+        cwd=tmp_path,
+    ).stdout
     (tmp_path / "printed.yaml").write_text(printed)
     again = run_cli("fit", "--config", "printed.yaml", "--print_config", cwd=tmp_path).stdout
     assert yaml.safe_load(again) == yaml.safe_load(printed)
     assert yaml.safe_load(printed)["model"]["optimizer"]["init_args"]["lr"] == 0.02
-    run_cli("fit", "--config", "printed.yaml", f"--data.data_dir={fake_mnist}", *SMALL,
-            "--trainer.fast_dev_run=true", cwd=tmp_path)
+    run_cli(
+        "fit",
+        "--config",
+        "printed.yaml",
+        f"--data.data_dir={fake_mnist}",
+        *SMALL,
+        "--trainer.fast_dev_run=true",
+        cwd=tmp_path,
+    )
 
 
 def test_code_defaults_are_the_default_config(tmp_path):
@@ -119,8 +151,16 @@ def test_code_defaults_are_the_default_config(tmp_path):
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_config_runs_a_fast_dev_run(config, fake_mnist, tmp_path):
     overlay = [] if config == Path(DEFAULT) else ["--config", str(config)]
-    result = run_cli("fit", "--config", DEFAULT, *overlay, f"--data.data_dir={fake_mnist}", *SMALL,
-                     "--trainer.fast_dev_run=true", cwd=tmp_path)
+    result = run_cli(
+        "fit",
+        "--config",
+        DEFAULT,
+        *overlay,
+        f"--data.data_dir={fake_mnist}",
+        *SMALL,
+        "--trainer.fast_dev_run=true",
+        cwd=tmp_path,
+    )
     assert "test/acc" in result.stdout
     assert list(tmp_path.iterdir()) == []  # a smoke run leaves no files behind
 
@@ -145,7 +185,9 @@ def test_resume_continues_in_the_same_run_folder(fake_mnist, tmp_path):
     ],
 )
 def test_user_errors_are_one_line(tmp_path, flags, message):
-    result = run_cli("fit", "--config", DEFAULT, f"--data.data_dir={tmp_path}", *flags, cwd=tmp_path, check=False)
+    result = run_cli(
+        "fit", "--config", DEFAULT, f"--data.data_dir={tmp_path}", *flags, cwd=tmp_path, check=False
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(message)
@@ -154,6 +196,11 @@ def test_user_errors_are_one_line(tmp_path, flags, message):
 def test_console_script_and_make_pass_flags_through():
     script = Path(sys.executable).parent / "lit-mnist"
     assert "fit" in subprocess.run([script, "--help"], capture_output=True, text=True, check=True).stdout
-    dry = subprocess.run(["make", "-n", "train", "DATA_DIR=/somewhere", "ARGS=--trainer.max_epochs=1"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    dry = subprocess.run(
+        ["make", "-n", "train", "DATA_DIR=/somewhere", "ARGS=--trainer.max_epochs=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "fit --config configs/default.yaml --data.data_dir=/somewhere --trainer.max_epochs=1" in dry

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import make_dataset, write_idx
 
+from conftest import make_dataset, write_idx
 from lit_mnist.data import MEAN, STD, DataError, GatherBatch, MNISTDataModule, load_split, read_idx
 
 
@@ -126,8 +126,12 @@ def test_missing_files_without_download_name_folder_and_files(tmp_path):
         dm.prepare_data()
     message = str(err.value)
     assert str(tmp_path / "MNIST" / "raw") in message
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         assert name in message
     assert "--data.data_dir" in message and "\n" not in message
 

@@ -16,7 +16,9 @@ def test_seed_cnn_architecture():
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (1, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1))]
+        (1, 32, (3, 3), (1, 1)),
+        (32, 64, (3, 3), (1, 1)),
+    ]
     assert [(fc.in_features, fc.out_features) for fc in linears] == [(3136, 128), (128, 10)]
     assert sum(p.numel() for p in net.parameters()) == 421_642
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
@@ -26,8 +28,9 @@ def test_batch_norm_and_dropout_are_options():
     net = ConvNet(batch_norm=True, dropout=0.3)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 2
     assert all(m.p == 0.3 for m in net.modules() if isinstance(m, nn.Dropout))
-    assert not any(isinstance(m, nn.BatchNorm2d | nn.Dropout) and getattr(m, "p", 1) > 0
-                   for m in ConvNet().modules())
+    assert not any(
+        isinstance(m, nn.BatchNorm2d | nn.Dropout) and getattr(m, "p", 1) > 0 for m in ConvNet().modules()
+    )
 
 
 def test_label_smoothing_changes_the_loss():
@@ -53,11 +56,19 @@ def test_val_acc_best_ignores_sanity_check_and_tracks_the_max(fake_mnist):
 
     class Watch(L.Callback):
         def on_train_epoch_end(self, trainer, pl_module):  # after this epoch's validation
-            seen.append((float(trainer.callback_metrics["val/acc"]),
-                         float(trainer.callback_metrics["val/acc_best"])))
+            seen.append(
+                (float(trainer.callback_metrics["val/acc"]), float(trainer.callback_metrics["val/acc_best"]))
+            )
 
-    trainer = L.Trainer(max_epochs=4, num_sanity_val_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Watch()])
+    trainer = L.Trainer(
+        max_epochs=4,
+        num_sanity_val_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Watch()],
+    )
     trainer.fit(model, MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=32))
     accuracies = [acc for acc, _ in seen]
     assert [best for _, best in seen] == pytest.approx([max(accuracies[: i + 1]) for i in range(4)])
@@ -66,9 +77,16 @@ def test_val_acc_best_ignores_sanity_check_and_tracks_the_max(fake_mnist):
 
 def test_the_model_learns_the_synthetic_digits(fake_mnist):
     torch.manual_seed(0)
-    model = MNISTClassifier(net=ConvNet(channels=(8, 16), hidden=32), optimizer=partial(torch.optim.Adam, lr=3e-3))
-    trainer = L.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    model = MNISTClassifier(
+        net=ConvNet(channels=(8, 16), hidden=32), optimizer=partial(torch.optim.Adam, lr=3e-3)
+    )
+    trainer = L.Trainer(
+        max_epochs=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     data = MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=25)
     trainer.fit(model, data)
     (result,) = trainer.test(model, data, verbose=False)

@@ -46,8 +46,9 @@ def test_biases_and_norms_never_decay():
     net = ConvNet(batch_norm=True)
     groups = param_groups(net, GroupSettings(weight_decay=0.1), GroupSettings(weight_decay=0.2))
     by_name = {g["name"]: g for g in groups}
-    norm_and_bias = {id(p) for m in net.modules() if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d)
-                     for p in m.parameters()}
+    norm_and_bias = {
+        id(p) for m in net.modules() if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for p in m.parameters()
+    }
     norm_and_bias |= {id(p) for name, p in net.named_parameters() if name.endswith("bias")}
     no_decay = group_ids([by_name["features_no_decay"], by_name["classifier_no_decay"]])
     assert set(no_decay) == norm_and_bias

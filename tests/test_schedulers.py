@@ -28,13 +28,23 @@ class RecordLR(L.Callback):
 
 def fit(fake_mnist, scheduler, accumulate=1, **model_kwargs) -> list[dict[str, float]]:
     model = MNISTClassifier(
-        net=MLP(hidden=(16,)), optimizer=partial(torch.optim.SGD, lr=BASE), scheduler=scheduler, **model_kwargs
+        net=MLP(hidden=(16,)),
+        optimizer=partial(torch.optim.SGD, lr=BASE),
+        scheduler=scheduler,
+        **model_kwargs,
     )
     recorder = RecordLR()
     trainer = L.Trainer(
-        max_epochs=EPOCHS, limit_train_batches=BATCHES, limit_val_batches=1, num_sanity_val_steps=0,
-        accumulate_grad_batches=accumulate, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder],
+        max_epochs=EPOCHS,
+        limit_train_batches=BATCHES,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        accumulate_grad_batches=accumulate,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
     )
     trainer.fit(model, MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=25))
     return recorder.lrs
@@ -74,20 +84,25 @@ def test_exponentiallr_per_step(fake_mnist):
 
 
 def test_step_schedulers_count_optimizer_steps_under_accumulation(fake_mnist):
-    lrs = fit(fake_mnist, partial(lr_scheduler.ExponentialLR, gamma=0.9), scheduler_interval="step", accumulate=2)
+    lrs = fit(
+        fake_mnist, partial(lr_scheduler.ExponentialLR, gamma=0.9), scheduler_interval="step", accumulate=2
+    )
     assert classifier(lrs) == [round(BASE * 0.9 ** (k // 2), 10) for k in range(BATCHES * EPOCHS)]
 
 
 def test_lambdalr_linear_warmup(fake_mnist):
-    lrs = fit(fake_mnist, partial(lr_scheduler.LambdaLR, lr_lambda=LinearWarmup(5)), scheduler_interval="step")
+    lrs = fit(
+        fake_mnist, partial(lr_scheduler.LambdaLR, lr_lambda=LinearWarmup(5)), scheduler_interval="step"
+    )
     assert classifier(lrs)[:7] == [round(BASE * f, 10) for f in (0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0)]
 
 
 @pytest.mark.parametrize(("monitor", "mode"), [("val/loss", "min"), ("val/acc", "max")])
 def test_reduce_on_plateau_watches_the_monitor(fake_mnist, monitor, mode):
     # an absolute threshold of 10 means no epoch counts as an improvement after the first
-    plateau = partial(lr_scheduler.ReduceLROnPlateau, mode=mode, factor=0.5, patience=0, threshold=10,
-                      threshold_mode="abs")
+    plateau = partial(
+        lr_scheduler.ReduceLROnPlateau, mode=mode, factor=0.5, patience=0, threshold=10, threshold_mode="abs"
+    )
     lrs = fit(fake_mnist, plateau, scheduler_monitor=monitor)
     assert classifier(lrs) == per_epoch(BASE, BASE, BASE / 2)
 

@@ -21,7 +21,11 @@ from lit_mnist.model import MNISTClassifier
 # Lightning's own meanings of --ckpt_path; anything else must be a file.
 CKPT_KEYWORDS = ("best", "hpc", "registry")
 HPARAM_TRAINER_KEYS = (
-    "max_epochs", "max_steps", "accumulate_grad_batches", "precision", "gradient_clip_val",
+    "max_epochs",
+    "max_steps",
+    "accumulate_grad_batches",
+    "precision",
+    "gradient_clip_val",
 )
 
 
@@ -47,24 +51,30 @@ class MNISTCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({
-            "checkpoint.monitor": "val/acc",
-            "checkpoint.mode": "max",
-            "checkpoint.save_last": True,
-            "checkpoint.filename": "epoch{epoch:02d}-step{step:06d}-val_acc{val/acc:.4f}",
-            "checkpoint.auto_insert_metric_name": False,
-        })
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "epoch{epoch:02d}-step{step:06d}-val_acc{val/acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.log_momentum": True, "lr_monitor.log_weight_decay": True})
-        parser.set_defaults({
-            "trainer.logger": {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
-            },
-            "trainer.max_epochs": 5,
-        })
+        parser.set_defaults(
+            {
+                "trainer.logger": {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
+                },
+                "trainer.max_epochs": 5,
+            }
+        )
         parser.add_argument(
-            "--test_after_fit", type=bool, default=True,
+            "--test_after_fit",
+            type=bool,
+            default=True,
             help="After fit, test the best checkpoint on the official test set.",
         )
 
@@ -127,7 +137,9 @@ class MNISTCLI(LightningCLI):
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
         self._log_hparams(results)
         print(f"\nRun folder: {run_dir}")
-        summary = {k: results[k] for k in ("test/acc", "test/loss", "val/acc_best") if results.get(k) is not None}
+        summary = {
+            k: results[k] for k in ("test/acc", "test/loss", "val/acc_best") if results.get(k) is not None
+        }
         print("  " + "  ".join(f"{k}={v:.4f}" for k, v in summary.items()))
 
     def after_predict(self) -> None:

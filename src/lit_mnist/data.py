@@ -59,7 +59,9 @@ def load_split(data_dir: str | Path, split: str) -> tuple[Tensor, Tensor]:
     if labels.ndim != 1:
         raise DataError(f"{labels_file} holds an array of shape {tuple(labels.shape)}, not a list of labels")
     if len(labels) != len(images):
-        raise DataError(f"{labels_file} has {len(labels)} labels for {len(images)} images in {images_file.name}")
+        raise DataError(
+            f"{labels_file} has {len(labels)} labels for {len(images)} images in {images_file.name}"
+        )
     if len(labels) and int(labels.max()) > 9:
         raise DataError(f"{labels_file} has labels outside 0-9 (max {int(labels.max())})")
     return images, labels.long()

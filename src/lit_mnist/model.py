@@ -56,7 +56,10 @@ class MNISTClassifier(L.LightningModule):
             num_classes: number of classes.
         """
         super().__init__()
-        for name, value in (("features_lr_mult", features_lr_mult), ("classifier_lr_mult", classifier_lr_mult)):
+        for name, value in (
+            ("features_lr_mult", features_lr_mult),
+            ("classifier_lr_mult", classifier_lr_mult),
+        ):
             if value < 0:
                 raise UserError(f"--model.{name} must be 0 or more, got {value}")
         if scheduler_frequency < 1:

@@ -29,9 +29,7 @@ def head_of(net: nn.Module) -> nn.Module:
     return owners[-1]
 
 
-def param_groups(
-    net: nn.Module, features: GroupSettings, classifier: GroupSettings
-) -> list[dict]:
+def param_groups(net: nn.Module, features: GroupSettings, classifier: GroupSettings) -> list[dict]:
     """Named parameter groups: features and classifier, each split into weights that decay and
     biases/normalisation parameters that do not. Every trainable parameter lands in exactly one
     group; empty groups are left out. Each group carries its `lr_mult` for `scale_group_lrs`."""
@@ -40,9 +38,7 @@ def param_groups(
     for param in net.parameters():
         if not param.requires_grad:
             continue
-        part, settings = (
-            ("classifier", classifier) if id(param) in head_ids else ("features", features)
-        )
+        part, settings = ("classifier", classifier) if id(param) in head_ids else ("features", features)
         # Vectors are biases and norm scales/shifts: decaying them only limits what they can fit.
         decays = param.ndim > 1
         name = part if decays else f"{part}_no_decay"
