@@ -68,7 +68,7 @@ class MNISTCLI(LightningCLI):
                     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                     "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
                 },
-                "trainer.max_epochs": 5,
+                "trainer.max_epochs": 10,
             }
         )
         parser.add_argument(
