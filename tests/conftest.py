@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -56,6 +57,17 @@ def real_mnist() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return root
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    """A Trainer that writes nothing and prints little, for tests in this process."""
+    quiet = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**{**quiet, **kwargs})
 
 
 def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

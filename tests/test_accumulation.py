@@ -1,8 +1,8 @@
 from functools import partial
 
-import lightning as L
 import torch
 
+from conftest import quiet_trainer
 from lit_mnist.data import MNISTDataModule
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import ConvNet
@@ -13,14 +13,10 @@ def train(fake_mnist, batch_size: int, accumulate: int, optimizer_steps: int) ->
     model = MNISTClassifier(
         net=ConvNet(channels=(4, 8), hidden=16), optimizer=partial(torch.optim.SGD, lr=0.5)
     )
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_steps=optimizer_steps,
         accumulate_grad_batches=accumulate,
         limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     # the same shuffle seed gives the same sample order whatever the batch size
     data = MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=batch_size, shuffle_seed=7)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import quiet_trainer
 from lit_mnist.data import MNISTDataModule
 from lit_mnist.errors import UserError
 from lit_mnist.model import MNISTClassifier
@@ -60,13 +61,9 @@ def test_val_acc_best_ignores_sanity_check_and_tracks_the_max(fake_mnist):
                 (float(trainer.callback_metrics["val/acc"]), float(trainer.callback_metrics["val/acc_best"]))
             )
 
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=4,
         num_sanity_val_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[Watch()],
     )
     trainer.fit(model, MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=32))
@@ -80,12 +77,8 @@ def test_the_model_learns_the_synthetic_digits(fake_mnist):
     model = MNISTClassifier(
         net=ConvNet(channels=(8, 16), hidden=32), optimizer=partial(torch.optim.Adam, lr=3e-3)
     )
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=6,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     data = MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=25)
     trainer.fit(model, data)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler
 
+from conftest import quiet_trainer
 from lit_mnist.data import MNISTDataModule
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import MLP
@@ -34,16 +35,12 @@ def fit(fake_mnist, scheduler, accumulate=1, **model_kwargs) -> list[dict[str, f
         **model_kwargs,
     )
     recorder = RecordLR()
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=EPOCHS,
         limit_train_batches=BATCHES,
         limit_val_batches=1,
         num_sanity_val_steps=0,
         accumulate_grad_batches=accumulate,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[recorder],
     )
     trainer.fit(model, MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=25))
