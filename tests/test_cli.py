@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from conftest import ROOT, SMALL, run_cli
+from lit_mnist.cli import fastest_precision
 from lit_mnist.nets import ConvNet
 
 DEFAULT = str(ROOT / "configs" / "default.yaml")
@@ -163,6 +164,45 @@ def test_every_config_runs_a_fast_dev_run(config, fake_mnist, tmp_path):
     )
     assert "test/acc" in result.stdout
     assert list(tmp_path.iterdir()) == []  # a smoke run leaves no files behind
+
+
+def test_auto_precision_is_the_fastest_native_one(quick_run):
+    _, run_dir, _ = quick_run
+    hardware = json.loads((run_dir / "metrics.json").read_text())["hardware"]
+    assert hardware["precision"] == fastest_precision("auto")
+    assert (
+        yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["precision"] == hardware["precision"]
+    )
+
+
+def test_explicit_precision_and_threads_win(fake_mnist, tmp_path):
+    flags = ["--trainer.precision=32-true", "--threads=1", "--trainer.max_epochs=1"]
+    run_cli("fit", *QUICK, f"--data.data_dir={fake_mnist}", *SMALL, *flags, cwd=tmp_path)
+    hardware = json.loads((tmp_path / "logs" / "quick" / "version_0" / "metrics.json").read_text())[
+        "hardware"
+    ]
+    assert (hardware["precision"], hardware["torch_threads"]) == ("32-true", 1)
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16-mixed"), (False, "32-true")])
+def test_cpu_precision_follows_native_bf16(monkeypatch, native, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native, raising=False)
+    assert fastest_precision("auto") == expected
+    assert fastest_precision("cpu") == expected
+
+
+def test_runs_without_a_logger(fake_mnist, tmp_path):
+    args = [
+        *QUICK,
+        f"--data.data_dir={fake_mnist}",
+        *SMALL,
+        "--trainer.logger=false",
+        "--trainer.max_epochs=1",
+    ]
+    result = run_cli("fit", *args, cwd=tmp_path)
+    assert "test/acc" in result.stdout
 
 
 def test_resume_continues_in_the_same_run_folder(fake_mnist, tmp_path):

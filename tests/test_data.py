@@ -91,7 +91,7 @@ def test_loader_batches_are_uint8_and_match_the_split(fake_mnist):
     dm = prepared(fake_mnist, batch_size=32)
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (32, 1, 28, 28) and images.dtype == torch.uint8
-    all_images, all_labels = dm.train_arrays
+    all_images, all_labels = dm.images, dm.labels
     # every sampled image is the training image with the same label, and none is a validation image
     train_set = set(dm.train_idx.tolist())
     for image, label in zip(images, labels, strict=True):
@@ -99,6 +99,25 @@ def test_loader_batches_are_uint8_and_match_the_split(fake_mnist):
         assert any(i in train_set and all_labels[i] == label for i in matches)
     val_images, _ = next(iter(dm.val_dataloader()))
     assert torch.equal(val_images[:, 0], all_images[dm.val_idx[: len(val_images)]])
+
+
+def test_test_loader_serves_the_official_test_images(fake_mnist):
+    dm = prepared(fake_mnist)
+    test_images, test_labels = load_split(fake_mnist, "test")
+    images, labels = next(iter(dm.test_dataloader()))
+    assert len(images) == 100
+    assert torch.equal(images[:, 0], test_images) and torch.equal(labels, test_labels)
+
+
+def test_on_device_path_gives_the_same_batches(fake_mnist):
+    host = prepared(fake_mnist, shuffle_seed=5, batch_size=40)
+    device = prepared(fake_mnist, shuffle_seed=5, batch_size=40, on_device=True)
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        for host_batch, index in zip(getattr(host, name)(), getattr(device, name)(), strict=True):
+            assert index.dtype == torch.long and index.ndim == 1  # only indices leave the loader
+            expected = host.on_after_batch_transfer(host_batch, 0)
+            got = device.on_after_batch_transfer(index, 0)
+            assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
 def test_shuffle_seed_fixes_the_training_order(fake_mnist):

@@ -92,3 +92,42 @@ def test_predict_step_returns_labels_and_confidences():
     assert out["prediction"].shape == (5,) and out["prediction"].dtype == torch.int64
     assert torch.allclose(out["probabilities"].sum(1), torch.ones(5))
     assert torch.equal(out["confidence"], out["probabilities"].max(1).values)
+
+
+def test_channels_last_gives_the_same_outputs():
+    torch.manual_seed(0)
+    plain, fast = MNISTClassifier(channels_last=False), MNISTClassifier(channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    conv2 = {
+        name: [m for m in model.net.modules() if isinstance(m, nn.Conv2d)][1]
+        for name, model in (("plain", plain), ("fast", fast))
+    }  # the first conv has one input channel: both layouts at once
+    assert conv2["fast"].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv2["plain"].weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(fast(images), plain(images), rtol=1e-4, atol=1e-5)
+
+
+def test_compile_keeps_the_checkpoint_keys():
+    assert MNISTClassifier(compile=True).state_dict().keys() == MNISTClassifier().state_dict().keys()
+
+
+@pytest.mark.parametrize(
+    ("scaling", "batch_size", "accumulate", "factor"),
+    [("none", 256, 1, 1.0), ("linear", 256, 1, 4.0), ("sqrt", 256, 1, 2.0), ("linear", 64, 2, 2.0)],
+)
+def test_learning_rate_scales_with_the_effective_batch(fake_mnist, scaling, batch_size, accumulate, factor):
+    onecycle = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.5)
+    model = MNISTClassifier(
+        net=MLP(hidden=(8,)),
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        scheduler=onecycle,
+        scheduler_interval="step",
+        lr_scaling=scaling,
+        features_lr_mult=0.5,
+    )
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0, accumulate_grad_batches=accumulate)
+    trainer.fit(model, MNISTDataModule(data_dir=str(fake_mnist), val_size=44, batch_size=batch_size))
+    peaks = {g["name"]: g["max_lr"] for g in trainer.optimizers[0].param_groups}
+    assert peaks["classifier"] == pytest.approx(0.5 * factor)
+    assert peaks["features"] == pytest.approx(0.25 * factor)

@@ -72,6 +72,20 @@ class MNISTCLI(LightningCLI):
             }
         )
         parser.add_argument(
+            "--auto_precision",
+            type=bool,
+            default=True,
+            help="When trainer.precision is unset, use the fastest precision the device runs natively: "
+            "bf16-mixed on GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, 16-mixed on older GPUs, "
+            "else 32-true.",
+        )
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="CPU threads for PyTorch's operators (torch.set_num_threads); None keeps its default.",
+        )
+        parser.add_argument(
             "--test_after_fit",
             type=bool,
             default=True,
@@ -80,18 +94,35 @@ class MNISTCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
-        config = self.config[self.config.subcommand]
+        config = self._active_config()
         if config.get("ckpt_path"):
             config.ckpt_path = self._resolve_checkpoint(config)
             run_dir = _run_dir_of(Path(config.ckpt_path))
             if run_dir is not None:
                 _log_into(config.trainer.logger, run_dir)
 
+    def _active_config(self):
+        """The config of the subcommand, or the whole config when built with run=False."""
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self._active_config()
+        if config.threads is not None:
+            if config.threads < 1:
+                raise UserError(f"--threads must be at least 1, got {config.threads}")
+            torch.set_num_threads(config.threads)
+        if config.auto_precision and config.trainer.precision is None:
+            config.trainer.precision = fastest_precision(config.trainer.accelerator)
         if config.trainer.fast_dev_run:
             # a smoke run saves nothing; ModelCheckpoint's save_last would still write ./checkpoints
             config.checkpoint.save_last = False
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if not trainer.loggers:  # --trainer.logger=false: nothing to write learning rates to
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+        return trainer
 
     def _resolve_checkpoint(self, config) -> str:
         """`last` means the newest last.ckpt of this experiment's runs; a path must exist."""
@@ -160,6 +191,20 @@ class MNISTCLI(LightningCLI):
         params["trainer"] = {k: config["trainer"].get(k) for k in HPARAM_TRAINER_KEYS}
         metrics = {k: v for k, v in results.items() if "/" in k and isinstance(v, float)}
         logger.log_hyperparams(params, metrics)
+
+
+def fastest_precision(accelerator: str) -> str:
+    """The precision the chosen device computes fastest without emulation."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if accelerator in ("auto", "cpu") and _cpu_has_native_bf16():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _cpu_has_native_bf16() -> bool:
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # not public API: may vanish
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def _run_dir_of(ckpt: Path) -> Path | None:

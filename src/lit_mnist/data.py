@@ -79,6 +79,11 @@ class GatherBatch:
         return self.images[index].unsqueeze(1), self.labels[index]
 
 
+def index_batch(indices: list[int]) -> Tensor:
+    """collate_fn of the on-device path: the batch is its indices; the gather happens on the device."""
+    return torch.as_tensor(indices, dtype=torch.long)
+
+
 def normalize(images: Tensor) -> Tensor:
     """uint8 pixels to float with the training set's mean and std: (x / 255 - MEAN) / STD."""
     return images.float().sub_(255 * MEAN).div_(255 * STD)
@@ -99,6 +104,7 @@ class MNISTDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         prefetch_factor: int | None = None,
         drop_last: bool = False,
+        on_device: bool = False,
     ) -> None:
         """
         Args:
@@ -114,6 +120,8 @@ class MNISTDataModule(L.LightningDataModule):
             persistent_workers: keep workers alive between epochs (needs num_workers > 0).
             prefetch_factor: batches each worker loads ahead (needs num_workers > 0).
             drop_last: drop the last incomplete training batch.
+            on_device: hold the uint8 images on the training device (a GPU: 55 MB) and gather each
+                batch there; the loader then only yields indices.
         """
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -126,9 +134,12 @@ class MNISTDataModule(L.LightningDataModule):
                 "--data.persistent_workers and --data.prefetch_factor need --data.num_workers > 0"
             )
         self.save_hyperparameters(logger=False)
-        self.train_arrays: tuple[Tensor, Tensor] | None = None
-        self.test_arrays: tuple[Tensor, Tensor] | None = None
-        self.train_idx = self.val_idx = torch.empty(0, dtype=torch.long)
+        # The official train images followed by the official test images: indices 60000 and up are
+        # the test set. One pair of tensors serves every stage with the same gather.
+        self.images = torch.empty(0, 28, 28, dtype=torch.uint8)
+        self.labels = torch.empty(0, dtype=torch.long)
+        self.train_idx = self.val_idx = self.test_idx = torch.empty(0, dtype=torch.long)
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def prepare_data(self) -> None:
         missing = missing_files(self.hparams.data_dir)
@@ -154,28 +165,31 @@ class MNISTDataModule(L.LightningDataModule):
             ) from err
 
     def setup(self, stage: str) -> None:
-        if stage in ("fit", "validate") and self.train_arrays is None:
-            self.train_arrays = load_split(self.hparams.data_dir, "train")
-            n, val_size = len(self.train_arrays[1]), self.hparams.val_size
-            if not 0 < val_size < n:
-                raise DataError(f"--data.val_size must be between 1 and {n - 1}, got {val_size}")
-            generator = torch.Generator().manual_seed(self.hparams.split_seed)
-            order = torch.randperm(n, generator=generator)
-            self.val_idx, self.train_idx = order[:val_size].sort().values, order[val_size:].sort().values
-        if stage in ("test", "predict") and self.test_arrays is None:
-            self.test_arrays = load_split(self.hparams.data_dir, "test")
+        if len(self.labels):
+            return
+        (train_images, train_labels), (test_images, test_labels) = (
+            load_split(self.hparams.data_dir, split) for split in ("train", "test")
+        )
+        n, val_size = len(train_labels), self.hparams.val_size
+        if not 0 < val_size < n:
+            raise DataError(f"--data.val_size must be between 1 and {n - 1}, got {val_size}")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        self.val_idx, self.train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+        self.test_idx = torch.arange(n, n + len(test_labels))
+        self.images = torch.cat([train_images, test_images])
+        self.labels = torch.cat([train_labels, test_labels])
 
-    def _loader(self, arrays: tuple[Tensor, Tensor], indices: list[int], train: bool) -> DataLoader:
+    def _loader(self, indices: Tensor, train: bool) -> DataLoader:
         hp = self.hparams
         sampler = None
         if train:
             generator = None if hp.shuffle_seed is None else torch.Generator().manual_seed(hp.shuffle_seed)
             sampler = RandomSampler(indices, generator=generator)
         return DataLoader(
-            indices,
+            indices.tolist(),
             batch_size=hp.batch_size if train else hp.eval_batch_size,
             sampler=sampler,
-            collate_fn=GatherBatch(*arrays),
+            collate_fn=index_batch if hp.on_device else GatherBatch(self.images, self.labels),
             drop_last=hp.drop_last and train,
             num_workers=hp.num_workers,
             pin_memory=hp.pin_memory,
@@ -184,17 +198,23 @@ class MNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_arrays, self.train_idx.tolist(), train=True)
+        return self._loader(self.train_idx, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.train_arrays, self.val_idx.tolist(), train=False)
+        return self._loader(self.val_idx, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_arrays, list(range(len(self.test_arrays[1]))), train=False)
+        return self._loader(self.test_idx, train=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
-        images, labels = batch
+    def on_after_batch_transfer(self, batch: Tensor | tuple[Tensor, Tensor], dataloader_idx: int):
+        images, labels = self._gather_on_device(batch) if self.hparams.on_device else batch
         return normalize(images), labels
+
+    def _gather_on_device(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        if index.device not in self._on_device:  # copied once per device
+            self._on_device[index.device] = (self.images.to(index.device), self.labels.to(index.device))
+        images, labels = self._on_device[index.device]
+        return images[index].unsqueeze(1), labels[index]

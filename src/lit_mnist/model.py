@@ -12,7 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_mnist.errors import UserError
@@ -37,6 +37,10 @@ class MNISTClassifier(L.LightningModule):
         classifier_weight_decay: float | None = None,
         label_smoothing: float = 0.0,
         num_classes: int = 10,
+        lr_scaling: Literal["none", "linear", "sqrt"] = "none",
+        lr_reference_batch: int = 64,
+        channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         """
         Args:
@@ -54,6 +58,13 @@ class MNISTClassifier(L.LightningModule):
             classifier_weight_decay: weight decay of the classifier; None keeps the optimizer's.
             label_smoothing: cross-entropy label smoothing, 0 for none.
             num_classes: number of classes.
+            lr_scaling: scale the learning rates (and a scheduler's max_lr) with the effective batch
+                (batch size x accumulation x devices) relative to `lr_reference_batch`:
+                "linear" by their ratio, "sqrt" by its square root, "none" not at all.
+            lr_reference_batch: the batch size the configured learning rates were tuned for.
+            channels_last: run convolutions in the channels-last memory layout (faster on recent
+                CPUs, and on GPUs with bf16/fp16).
+            compile: compile the net with torch.compile (slow first steps, faster after).
         """
         super().__init__()
         for name, value in (
@@ -68,7 +79,13 @@ class MNISTClassifier(L.LightningModule):
         # rebuilds the same net, optimizer and scheduler. The logger gets them with the final
         # metrics at the end of the run instead of at its start.
         self.save_hyperparameters(logger=False)
+        if lr_reference_batch < 1:
+            raise UserError(f"--model.lr_reference_batch must be at least 1, got {lr_reference_batch}")
         self.net = net if net is not None else ConvNet(num_classes=num_classes)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.net.compile()  # in place: the state_dict keys stay those of the plain net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.groups = (
@@ -76,26 +93,45 @@ class MNISTClassifier(L.LightningModule):
             GroupSettings(classifier_lr_mult, classifier_weight_decay),
         )
         for stage in STAGES:
-            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
+            # Updated every batch, logged once per epoch: per-step logging costs more than the update.
+            # No argument checks and no NaN filter: both would synchronise a GPU every step, and a
+            # NaN loss should show in the curve.
+            setattr(
+                self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+            )
+            setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # a resumed run keeps its best so far
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
     def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        accuracy = getattr(self, f"{stage}_acc")
-        accuracy(logits, labels)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        getattr(self, f"{stage}_acc").update(logits, labels)
+        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(labels))
         return loss
+
+    def log_epoch(self, stage: str) -> Tensor:
+        """Log the stage's mean loss and accuracy over the epoch; returns the accuracy."""
+        values = {}
+        for name in ("loss", "acc"):
+            metric = getattr(self, f"{stage}_{name}")
+            values[name] = metric.compute()  # reduced across processes under DDP
+            metric.reset()
+            self.log(f"{stage}/{name}", values[name], prog_bar=stage != "train")
+        return values["acc"]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self.shared_step(batch, "train")
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        # self.log costs a large share of a small step: call it only on the steps the logger writes
+        every = self.trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:
+            self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -109,18 +145,26 @@ class MNISTClassifier(L.LightningModule):
         confidence, prediction = probabilities.max(dim=1)
         return {"prediction": prediction, "confidence": confidence, "probabilities": probabilities}
 
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch("train")
+
     def on_validation_epoch_end(self) -> None:
+        accuracy = self.log_epoch("val")
         if self.trainer.sanity_checking:  # a few untrained batches are no "best"
             return
-        self.val_acc_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+        self.val_acc_best.update(accuracy)
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch("test")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(param_groups(self.net, *self.groups))
-        scale_group_lrs(optimizer)
+        batch_factor = self.lr_batch_factor()
+        scale_group_lrs(optimizer, batch_factor)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, **self._trainer_derived_args(optimizer))
+        scheduler = self.scheduler_factory(optimizer, **self._trainer_derived_args(optimizer, batch_factor))
         config = {
             "scheduler": scheduler,
             "interval": self.hparams.scheduler_interval,
@@ -130,10 +174,23 @@ class MNISTClassifier(L.LightningModule):
             config["monitor"] = self.hparams.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
-    def _trainer_derived_args(self, optimizer: Optimizer) -> dict:
+    def lr_batch_factor(self) -> float:
+        """How much the effective batch scales the configured learning rates (`lr_scaling`)."""
+        if self.hparams.lr_scaling == "none":
+            return 1.0
+        datamodule = getattr(self.trainer, "datamodule", None)
+        batch_size = getattr(getattr(datamodule, "hparams", None), "batch_size", None)
+        if batch_size is None:
+            raise UserError("--model.lr_scaling needs a datamodule with a batch_size")
+        effective = batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size
+        ratio = effective / self.hparams.lr_reference_batch
+        return ratio if self.hparams.lr_scaling == "linear" else math.sqrt(ratio)
+
+    def _trainer_derived_args(self, optimizer: Optimizer, batch_factor: float) -> dict:
         """Scheduler arguments that depend on the run: an unset `total_steps` (OneCycleLR,
         WarmupCosineLR) becomes the number of scheduler steps the trainer will take; a scalar
-        `max_lr` becomes one peak per group so the groups keep their learning-rate ratios."""
+        `max_lr` becomes one peak per group so the groups keep their learning-rate ratios, scaled
+        with the batch like the learning rates."""
         accepted, given = _partial_signature(self.scheduler_factory)
         derived = {}
         if "total_steps" in accepted and given.get("total_steps") is None and given.get("epochs") is None:
@@ -148,7 +205,9 @@ class MNISTClassifier(L.LightningModule):
                 )
             derived["total_steps"] = math.ceil(intervals / self.hparams.scheduler_frequency)
         if isinstance(given.get("max_lr"), int | float):
-            derived["max_lr"] = [given["max_lr"] * group["lr_mult"] for group in optimizer.param_groups]
+            derived["max_lr"] = [
+                given["max_lr"] * group["lr_mult"] * batch_factor for group in optimizer.param_groups
+            ]
         return derived
 
 

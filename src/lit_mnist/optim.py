@@ -53,10 +53,10 @@ def param_groups(net: nn.Module, features: GroupSettings, classifier: GroupSetti
     return [groups[n] for n in order if n in groups]
 
 
-def scale_group_lrs(optimizer: Optimizer) -> None:
-    """Apply each group's `lr_mult` to the learning rate the optimizer filled in."""
+def scale_group_lrs(optimizer: Optimizer, factor: float = 1.0) -> None:
+    """Multiply the learning rate the optimizer filled in by each group's `lr_mult` and `factor`."""
     for group in optimizer.param_groups:
-        group["lr"] = group["lr"] * group.get("lr_mult", 1.0)
+        group["lr"] = group["lr"] * group.get("lr_mult", 1.0) * factor
 
 
 class LinearWarmup:
