@@ -10,7 +10,7 @@ PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard lint clean
+.PHONY: install train test tensorboard bench lint clean
 
 install: $(STAMP)
 
@@ -26,11 +26,14 @@ train: $(STAMP)
 test: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py --data-dir $(DATA_DIR) $(BENCH_ARGS)
+
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir logs --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 clean:
 	rm -rf logs build src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,338 @@
+"""Training speed of the template against plain PyTorch, measured in one run on one machine.
+
+    python bench/bench.py --data-dir data        (or: make bench DATA_DIR=...)
+
+Cases, each in its own process with the same thread count:
+  a  the tutorial loop: torchvision MNIST with ToTensor+Normalize per sample, batch 64, fp32
+  b  a plain loop on the template's data path and configs/default.yaml's settings
+  c  the template through Lightning with configs/default.yaml
+  d  the template through Lightning with configs/experiments/fast.yaml
+Every case evaluates the official test set after each epoch, to time the way to 99.0%; that
+evaluation is counted in the time to 99% (as is the template's validation) but not in the
+seconds per epoch, which time the training pass alone.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 0.99
+CASES = {
+    "a": "tutorial loop: torchvision per-sample ToTensor+Normalize, batch 64, fp32",
+    "b": "plain loop on the template's data path and default.yaml settings",
+    "c": "template through Lightning, configs/default.yaml",
+    "d": "template through Lightning, configs/experiments/fast.yaml",
+}
+CONFIGS = {"c": ["configs/default.yaml"], "d": ["configs/default.yaml", "configs/experiments/fast.yaml"]}
+
+
+class Record:
+    """Per-epoch training seconds and test accuracy, and the wall time at which TARGET was reached."""
+
+    def __init__(self, min_epochs: int) -> None:
+        self.min_epochs = min_epochs
+        self.start = time.perf_counter()
+        self.epoch_seconds: list[float] = []
+        self.test_acc: list[float] = []
+        self.to_target: float | None = None
+
+    def epoch(self, seconds: float, test_acc: float) -> bool:
+        """Record one epoch (its evaluation just ended); True when the case may stop."""
+        self.epoch_seconds.append(seconds)
+        self.test_acc.append(test_acc)
+        if self.to_target is None and test_acc >= TARGET:
+            self.to_target = time.perf_counter() - self.start
+            self.epochs_to_target = len(self.test_acc)
+        return self.to_target is not None and len(self.epoch_seconds) >= self.min_epochs
+
+    def result(self, **extra) -> dict:
+        return {
+            "epoch_seconds": self.epoch_seconds,
+            "test_acc": self.test_acc,
+            "to_target_seconds": self.to_target,
+            "epochs_to_target": getattr(self, "epochs_to_target", None),
+            **extra,
+        }
+
+
+def accuracy(net, batches, prepare) -> float:
+    net.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for images, labels in batches:
+            images, labels = prepare(images, labels)
+            correct += int((net(images).argmax(1) == labels).sum())
+            total += len(labels)
+    net.train()
+    return correct / total
+
+
+def data_seconds(batches, prepare) -> float:
+    start = time.perf_counter()
+    for images, labels in batches:
+        prepare(images, labels)
+    return time.perf_counter() - start
+
+
+def plain_loop(args, loader, test_loader, prepare, net, autocast: bool, optimizer) -> Record:
+    record = Record(args.min_epochs)
+    for _ in range(args.max_epochs):
+        start = time.perf_counter()
+        for images, labels in loader:
+            images, labels = prepare(images, labels)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = F.cross_entropy(net(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        seconds = time.perf_counter() - start
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            done = record.epoch(seconds, accuracy(net, test_loader, prepare))
+        if done:
+            break
+    return record
+
+
+def case_a(args) -> dict:
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    from lit_mnist.nets import ConvNet
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    train = datasets.MNIST(args.data_dir, train=True, transform=transform)
+    test = datasets.MNIST(args.data_dir, train=False, transform=transform)
+    loader = DataLoader(train, batch_size=64, shuffle=True)
+    test_loader = DataLoader(test, batch_size=1000)
+
+    def same(images, labels):
+        return (images, labels)
+
+    loading = data_seconds(loader, same)
+    net = ConvNet()
+    record = plain_loop(args, loader, test_loader, same, net, False, torch.optim.Adam(net.parameters(), 1e-3))
+    return record.result(train_samples=len(train), data_seconds=loading, precision="32-true", batch_size=64)
+
+
+def case_b(args) -> dict:
+    from lit_mnist.cli import fastest_precision
+    from lit_mnist.data import MNISTDataModule, normalize
+    from lit_mnist.nets import ConvNet
+    from lit_mnist.optim import GroupSettings, param_groups
+
+    data = MNISTDataModule(data_dir=args.data_dir)  # default.yaml's data settings are the class defaults
+    data.setup("fit")
+    precision = fastest_precision("cpu")
+
+    def prepare(images, labels):
+        return (normalize(images).contiguous(memory_format=torch.channels_last), labels)
+
+    loading = data_seconds(data.train_dataloader(), prepare)
+    net = ConvNet().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(param_groups(net, GroupSettings(), GroupSettings()), lr=1e-3)
+    record = plain_loop(
+        args,
+        data.train_dataloader(),
+        data.test_dataloader(),
+        prepare,
+        net,
+        precision == "bf16-mixed",
+        optimizer,
+    )
+    return record.result(
+        train_samples=len(data.train_idx), data_seconds=loading, precision=precision, batch_size=64
+    )
+
+
+def case_lightning(args, configs: list[str]) -> dict:
+    import lightning as L
+
+    from lit_mnist.cli import MNISTCLI
+
+    class Clock(L.Callback):
+        """Times each training pass; evaluates the test set after each epoch's validation."""
+
+        def __init__(self, record: Record) -> None:
+            self.record = record
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.started, self.trained = time.perf_counter(), None
+
+        def on_validation_epoch_start(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                self.trained = time.perf_counter() - self.started
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            data = trainer.datamodule
+
+            def prepare(images, labels):
+                batch = data.transfer_batch_to_device((images, labels), pl_module.device, 0)
+                return data.on_after_batch_transfer(batch, 0)
+
+            loader = data.test_dataloader()
+            with trainer.precision_plugin.forward_context():
+                test_acc = accuracy(pl_module, loader, prepare)
+            if self.trained is None:  # no validation this epoch
+                self.trained = time.perf_counter() - self.started
+            if self.record.epoch(self.trained, test_acc):
+                trainer.should_stop = True
+
+    with tempfile.TemporaryDirectory() as logs:
+        flags = [f"--config={ROOT / c}" for c in configs] + [
+            f"--data.data_dir={args.data_dir}",
+            f"--threads={args.threads}",
+            f"--trainer.logger.init_args.save_dir={logs}",
+            "--trainer.enable_model_summary=false",
+        ]
+        cli = MNISTCLI(args=flags, run=False)
+        data = cli.datamodule
+        data.prepare_data()
+        data.setup("fit")
+        loading = data_seconds(data.train_dataloader(), lambda x, y: data.on_after_batch_transfer((x, y), 0))
+        record = Record(args.min_epochs)
+        cli.trainer.callbacks.append(Clock(record))
+        record.start = time.perf_counter()
+        cli.trainer.fit(cli.model, data)
+        return record.result(
+            train_samples=len(data.train_idx),
+            data_seconds=loading,
+            precision=str(cli.trainer.precision),
+            batch_size=data.hparams.batch_size,
+        )
+
+
+def run_case(args) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    sys.path.insert(0, str(ROOT / "src"))
+    if args.case in CONFIGS:
+        result = case_lightning(args, CONFIGS[args.case])
+    else:
+        result = {"a": case_a, "b": case_b}[args.case](args)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def table(results: dict, args) -> str:
+    rows = [
+        "| case | what | s/epoch (median) | samples/s | data loading s/epoch | time to 99.0% test | "
+        "test acc per epoch | peak RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, r in results.items():
+        median = statistics.median(r["epoch_seconds"])
+        to_target = (
+            f"{r['to_target_seconds']:.1f} s (epoch {r['epochs_to_target']})"
+            if r["to_target_seconds"] is not None
+            else f"not in {len(r['test_acc'])} epochs"
+        )
+        accs = ", ".join(f"{a:.4f}" for a in r["test_acc"])
+        rows.append(
+            f"| {key} | {CASES[key]} ({r['precision']}, batch {r['batch_size']}) "
+            f"| {median:.2f} (of {len(r['epoch_seconds'])}) | {r['train_samples'] / median:,.0f} "
+            f"| {r['data_seconds']:.2f} | {to_target} | {accs} | {r['peak_rss_mb']:,.0f} MB |"
+        )
+    ratios = []
+
+    def per_epoch(k):
+        return statistics.median(results[k]["epoch_seconds"]) if k in results else None
+
+    def per_sample(k):
+        return per_epoch(k) / results[k]["train_samples"] if k in results else None
+
+    if "a" in results and "c" in results:
+        ratios.append(
+            f"- a/c, seconds per training sample: **{per_sample('a') / per_sample('c'):.2f}x** (target ≥ 2)"
+        )
+    if "b" in results and "c" in results:
+        ratios.append(
+            f"- c/b, seconds per epoch: **{per_epoch('c') / per_epoch('b'):.3f}** "
+            "(Lightning's overhead; target ≤ 1.05)"
+        )
+    if "a" in results and "d" in results:
+        a, d = results["a"]["to_target_seconds"], results["d"]["to_target_seconds"]
+        ratios.append(
+            f"- a/d, time to 99.0% test accuracy: **{a / d:.1f}x** (target ≥ 5)"
+            if a and d
+            else "- a/d, time to 99.0%: not reached by both"
+        )
+    header = [
+        f"Measured {date.today().isoformat()} on {cpu_name()}, {os.cpu_count()} cores, "
+        f"{args.threads} threads per case, torch {torch.__version__}, Python {platform.python_version()}.",
+        f"Command: `{args.command}`",
+        "",
+        "Seconds per epoch time the training pass alone (median over the epochs run); samples/s divides the "
+        "training images (60,000 for the tutorial, 55,000 after the template's validation split) by it. "
+        "Time to 99.0% runs from the first step to the end of the first test evaluation at or above 99.0%, "
+        "with every earlier epoch's validation (template only) and test evaluation included. "
+        "Data loading is one pass over the training loader, batches turned into normalised float. "
+        "Peak RSS is the case's whole process.",
+        "",
+    ]
+    return "\n".join(header + rows + [""] + ratios) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", default="data", help="folder holding MNIST/raw")
+    parser.add_argument("--cases", default="abcd", help="which cases to run, e.g. 'bc'")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads in every case")
+    parser.add_argument("--min-epochs", type=int, default=3, help="epochs at least, for the median")
+    parser.add_argument(
+        "--max-epochs", type=int, default=10, help="epochs at most (a, b; c and d stop at their config's)"
+    )
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.data_dir = str(Path(args.data_dir).resolve())
+    if args.case:
+        run_case(args)
+        return
+    missing = [c for c in args.cases if c not in CASES]
+    if missing:
+        sys.exit(f"error: unknown case(s) {''.join(missing)}; choose from {''.join(CASES)}")
+    args.command = "python bench/bench.py " + " ".join(a if " " not in a else repr(a) for a in sys.argv[1:])
+    results = {}
+    for key in args.cases:
+        print(f"case {key}: {CASES[key]} ...", flush=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--case", key, *sys.argv[1:]],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
+        if child.returncode != 0 or not lines:
+            sys.exit(f"error: case {key} failed:\n{child.stderr[-3000:]}")
+        results[key] = json.loads(lines[-1][len("RESULT ") :])
+        r = results[key]
+        print(f"  {statistics.median(r['epoch_seconds']):.2f} s/epoch, test acc {r['test_acc']}", flush=True)
+    report = table(results, args)
+    Path(args.out).write_text("# Benchmark: the template against plain PyTorch\n\n" + report)
+    print("\n" + report + f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
