@@ -35,8 +35,30 @@ CASES = {
     "b": "plain loop on the template's data path and default.yaml settings",
     "c": "template through Lightning, configs/default.yaml",
     "d": "template through Lightning, configs/experiments/fast.yaml",
+    "f": "each speed option alone, the template with default.yaml",
 }
 CONFIGS = {"c": ["configs/default.yaml"], "d": ["configs/default.yaml", "configs/experiments/fast.yaml"]}
+# Each speed option on its own, against the default recipe's settings (row 1).
+FEATURES = {
+    "default.yaml (auto precision, channels_last, batch 64, in-process loader)": [],
+    "fp32 (--trainer.precision=32-true)": ["--trainer.precision=32-true"],
+    "no channels_last (--model.channels_last=false)": ["--model.channels_last=false"],
+    "fp32 and no channels_last: the tutorial's arithmetic": [
+        "--trainer.precision=32-true",
+        "--model.channels_last=false",
+    ],
+    "batch 256, lr x2 (--data.batch_size=256 --model.lr_scaling=sqrt)": [
+        "--data.batch_size=256",
+        "--model.lr_scaling=sqrt",
+    ],
+    "torch.compile (--model.compile=true)": ["--model.compile=true"],
+    "1 thread (--threads=1)": ["--threads=1"],
+    "1 loader worker (--data.num_workers=1 --data.persistent_workers=true)": [
+        "--data.num_workers=1",
+        "--data.persistent_workers=true",
+    ],
+    "data held on the device (--data.on_device=true)": ["--data.on_device=true"],
+}
 
 
 class Record:
@@ -72,8 +94,8 @@ def accuracy(net, batches, prepare) -> float:
     net.eval()
     correct = total = 0
     with torch.inference_mode():
-        for images, labels in batches:
-            images, labels = prepare(images, labels)
+        for batch in batches:
+            images, labels = prepare(batch)
             correct += int((net(images).argmax(1) == labels).sum())
             total += len(labels)
     net.train()
@@ -82,8 +104,8 @@ def accuracy(net, batches, prepare) -> float:
 
 def data_seconds(batches, prepare) -> float:
     start = time.perf_counter()
-    for images, labels in batches:
-        prepare(images, labels)
+    for batch in batches:
+        prepare(batch)
     return time.perf_counter() - start
 
 
@@ -91,8 +113,8 @@ def plain_loop(args, loader, test_loader, prepare, net, autocast: bool, optimize
     record = Record(args.min_epochs)
     for _ in range(args.max_epochs):
         start = time.perf_counter()
-        for images, labels in loader:
-            images, labels = prepare(images, labels)
+        for batch in loader:
+            images, labels = prepare(batch)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 loss = F.cross_entropy(net(images), labels)
             optimizer.zero_grad()
@@ -118,8 +140,8 @@ def case_a(args) -> dict:
     loader = DataLoader(train, batch_size=64, shuffle=True)
     test_loader = DataLoader(test, batch_size=1000)
 
-    def same(images, labels):
-        return (images, labels)
+    def same(batch):
+        return batch
 
     loading = data_seconds(loader, same)
     net = ConvNet()
@@ -137,7 +159,8 @@ def case_b(args) -> dict:
     data.setup("fit")
     precision = fastest_precision("cpu")
 
-    def prepare(images, labels):
+    def prepare(batch):
+        images, labels = batch
         return (normalize(images).contiguous(memory_format=torch.channels_last), labels)
 
     loading = data_seconds(data.train_dataloader(), prepare)
@@ -157,7 +180,7 @@ def case_b(args) -> dict:
     )
 
 
-def case_lightning(args, configs: list[str]) -> dict:
+def case_lightning(args, configs: list[str], extra: tuple[str, ...] = (), evaluate: bool = True) -> dict:
     import lightning as L
 
     from lit_mnist.cli import MNISTCLI
@@ -178,9 +201,10 @@ def case_lightning(args, configs: list[str]) -> dict:
         def on_train_epoch_end(self, trainer, pl_module):
             data = trainer.datamodule
 
-            def prepare(images, labels):
-                batch = data.transfer_batch_to_device((images, labels), pl_module.device, 0)
-                return data.on_after_batch_transfer(batch, 0)
+            def prepare(batch):
+                return data.on_after_batch_transfer(
+                    data.transfer_batch_to_device(batch, pl_module.device, 0), 0
+                )
 
             loader = data.test_dataloader()
             with trainer.precision_plugin.forward_context():
@@ -196,12 +220,13 @@ def case_lightning(args, configs: list[str]) -> dict:
             f"--threads={args.threads}",
             f"--trainer.logger.init_args.save_dir={logs}",
             "--trainer.enable_model_summary=false",
+            *extra,
         ]
         cli = MNISTCLI(args=flags, run=False)
         data = cli.datamodule
         data.prepare_data()
         data.setup("fit")
-        loading = data_seconds(data.train_dataloader(), lambda x, y: data.on_after_batch_transfer((x, y), 0))
+        loading = data_seconds(data.train_dataloader(), lambda batch: data.on_after_batch_transfer(batch, 0))
         record = Record(args.min_epochs)
         cli.trainer.callbacks.append(Clock(record))
         record.start = time.perf_counter()
@@ -214,12 +239,32 @@ def case_lightning(args, configs: list[str]) -> dict:
         )
 
 
+def case_features(args) -> dict:
+    """Seconds per 55k-image epoch of the default recipe with one option changed, from the second of
+    two short epochs (the first pays one-time costs: kernel selection, compilation)."""
+    seconds = {}
+    for name, flags in FEATURES.items():
+        batch = 256 if "--data.batch_size=256" in flags else 64
+        batches = max(1, args.feature_samples // batch)
+        limits = (
+            f"--trainer.limit_train_batches={batches}",
+            "--trainer.limit_val_batches=0",
+            "--trainer.max_epochs=2",
+        )
+        record = case_lightning(args, CONFIGS["c"], (*flags, *limits), evaluate=False)
+        seconds[name] = record["epoch_seconds"][-1] * record["train_samples"] / (batches * batch)
+        print(f"  {name}: {seconds[name]:.2f} s/epoch", file=sys.stderr, flush=True)
+    return {"feature_seconds": seconds}
+
+
 def run_case(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     sys.path.insert(0, str(ROOT / "src"))
     if args.case in CONFIGS:
         result = case_lightning(args, CONFIGS[args.case])
+    elif args.case == "f":
+        result = case_features(args)
     else:
         result = {"a": case_a, "b": case_b}[args.case](args)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -240,6 +285,8 @@ def table(results: dict, args) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, r in results.items():
+        if key == "f":
+            continue
         median = statistics.median(r["epoch_seconds"])
         to_target = (
             f"{r['to_target_seconds']:.1f} s (epoch {r['epochs_to_target']})"
@@ -276,6 +323,18 @@ def table(results: dict, args) -> str:
             if a and d
             else "- a/d, time to 99.0%: not reached by both"
         )
+    if "f" in results:
+        features = results["f"]["feature_seconds"]
+        base = next(iter(features.values()))
+        ratios += [
+            "",
+            f"Each speed option alone (case f: {args.feature_samples:,} images timed after one warm-up "
+            "epoch of the same length, scaled to 55,000):",
+            "",
+            "| setting | s/epoch | time vs default.yaml |",
+            "| --- | --- | --- |",
+            *(f"| {name} | {sec:.2f} | {sec / base:.2f}x |" for name, sec in features.items()),
+        ]
     header = [
         f"Measured {date.today().isoformat()} on {cpu_name()}, {os.cpu_count()} cores, "
         f"{args.threads} threads per case, torch {torch.__version__}, Python {platform.python_version()}.",
@@ -297,7 +356,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", default="data", help="folder holding MNIST/raw")
-    parser.add_argument("--cases", default="abcd", help="which cases to run, e.g. 'bc'")
+    parser.add_argument(
+        "--cases", default="abcdf", help="which cases to run, e.g. 'bc' (f: each speed option)"
+    )
+    parser.add_argument("--feature-samples", type=int, default=12800, help="images per timed epoch in case f")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads in every case")
     parser.add_argument("--min-epochs", type=int, default=3, help="epochs at least, for the median")
     parser.add_argument(
@@ -328,7 +390,10 @@ def main() -> None:
             sys.exit(f"error: case {key} failed:\n{child.stderr[-3000:]}")
         results[key] = json.loads(lines[-1][len("RESULT ") :])
         r = results[key]
-        print(f"  {statistics.median(r['epoch_seconds']):.2f} s/epoch, test acc {r['test_acc']}", flush=True)
+        if "epoch_seconds" in r:
+            print(
+                f"  {statistics.median(r['epoch_seconds']):.2f} s/epoch, test acc {r['test_acc']}", flush=True
+            )
     report = table(results, args)
     Path(args.out).write_text("# Benchmark: the template against plain PyTorch\n\n" + report)
     print("\n" + report + f"\nwritten to {args.out}")

@@ -32,6 +32,7 @@ def test_benchmark_reports_all_cases(tmp_path):
     for ratio in ("a/c, seconds per training sample", "c/b, seconds per epoch", "a/d, time to 99.0%"):
         assert ratio in report
     assert "Command: `python bench/bench.py" in report
+    assert report.count("x |") == 9  # one row per speed option, compile included
 
 
 def test_unknown_case_is_rejected():
