@@ -73,14 +73,16 @@ class MNISTClassifier(L.LightningModule):
         ):
             if value < 0:
                 raise UserError(f"--model.{name} must be 0 or more, got {value}")
-        if scheduler_frequency < 1:
-            raise UserError(f"--model.scheduler_frequency must be at least 1, got {scheduler_frequency}")
+        for name, value in (
+            ("scheduler_frequency", scheduler_frequency),
+            ("lr_reference_batch", lr_reference_batch),
+        ):
+            if value < 1:
+                raise UserError(f"--model.{name} must be at least 1, got {value}")
         # Through the CLI this stores the config (class paths and arguments), so a checkpoint
         # rebuilds the same net, optimizer and scheduler. The logger gets them with the final
         # metrics at the end of the run instead of at its start.
         self.save_hyperparameters(logger=False)
-        if lr_reference_batch < 1:
-            raise UserError(f"--model.lr_reference_batch must be at least 1, got {lr_reference_batch}")
         self.net = net if net is not None else ConvNet(num_classes=num_classes)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
