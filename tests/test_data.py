@@ -2,7 +2,17 @@ import pytest
 import torch
 
 from conftest import make_dataset, write_idx
-from lit_mnist.data import MEAN, STD, DataError, GatherBatch, MNISTDataModule, load_split, read_idx
+from lit_mnist.data import (
+    MEAN,
+    STD,
+    DataError,
+    GatherBatch,
+    MNISTDataModule,
+    load_split,
+    normalize,
+    random_affine,
+    read_idx,
+)
 
 
 def test_read_idx_round_trip(tmp_path):
@@ -166,3 +176,45 @@ def test_failed_download_is_one_clear_line(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"download failed \(Error downloading") as err:
         MNISTDataModule(data_dir=str(tmp_path)).prepare_data()
     assert "\n" not in str(err.value) and "t10k-labels-idx1-ubyte" in str(err.value)
+
+
+def test_random_affine_at_zero_strength_is_the_identity():
+    images = torch.rand(5, 1, 28, 28) * 255
+    torch.testing.assert_close(random_affine(images, 0, 0, 0), images, atol=1e-3, rtol=0)
+
+
+def test_random_affine_shifts_within_bounds():
+    torch.manual_seed(0)
+    images = torch.zeros(200, 1, 28, 28)
+    images[:, :, 12:16, 12:16] = 255  # a square at the centre
+
+    def centre(x):
+        rows, cols = torch.arange(28.0).view(1, 28, 1), torch.arange(28.0).view(1, 1, 28)
+        mass = x[:, 0]
+        return (
+            torch.stack([(mass * rows).sum((1, 2)), (mass * cols).sum((1, 2))], 1) / mass.sum((1, 2))[:, None]
+        )
+
+    moved = (centre(random_affine(images, 0, 0.1, 0)) - centre(images)).abs()
+    assert moved.max() <= 2.8 + 0.05  # 10% of 28 pixels
+    assert (moved.max(1).values > 0.5).float().mean() > 0.5  # most squares did move
+
+
+def test_augmentation_changes_training_batches_only(fake_mnist):
+    from types import SimpleNamespace
+
+    dm = prepared(fake_mnist, augment_degrees=15, augment_shift=0.1, augment_scale=0.1)
+    batch = next(iter(dm.train_dataloader()))
+    dm.trainer = SimpleNamespace(training=False)
+    torch.testing.assert_close(dm.on_after_batch_transfer(batch, 0)[0], normalize(batch[0]))
+    dm.trainer = SimpleNamespace(training=True)
+    augmented, labels = dm.on_after_batch_transfer(batch, 0)
+    assert augmented.shape == batch[0].shape and augmented.dtype == torch.float32
+    assert not torch.allclose(augmented, normalize(batch[0]))
+    assert augmented.min() >= -MEAN / STD - 1e-4 and augmented.max() <= (1 - MEAN) / STD + 1e-4
+    assert torch.equal(labels, batch[1])
+
+
+def test_negative_augmentation_is_rejected():
+    with pytest.raises(DataError, match="augment"):
+        MNISTDataModule(augment_degrees=-5)

@@ -1,9 +1,11 @@
 """MNIST held once in memory as uint8 tensors; batches are gathered with one indexing op."""
 
+import math
 from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler
 
@@ -85,8 +87,28 @@ def index_batch(indices: list[int]) -> Tensor:
 
 
 def normalize(images: Tensor) -> Tensor:
-    """uint8 pixels to float with the training set's mean and std: (x / 255 - MEAN) / STD."""
-    return images.float().sub_(255 * MEAN).div_(255 * STD)
+    """Pixels in 0..255 (uint8, or float from `random_affine`) to float with the training set's
+    mean and std: (x / 255 - MEAN) / STD."""
+    return images.float().sub(255 * MEAN).div_(255 * STD)
+
+
+def random_affine(images: Tensor, degrees: float, shift: float, scale: float) -> Tensor:
+    """Rotate, shift and scale each image of a float batch (B, C, H, W) by its own random draw,
+    on the batch's device; what comes in from outside the image is 0."""
+    n, device = len(images), images.device
+
+    def uniform(size, bound):
+        return (torch.rand(size, device=device) * 2 - 1) * bound
+
+    angle = uniform(n, math.radians(degrees))
+    zoom = 1 + uniform(n, scale)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    offset = uniform((n, 2), 2 * shift)  # grid coordinates span 2 per image side
+    theta = torch.stack(
+        [torch.stack([cos, -sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -105,6 +127,9 @@ class MNISTDataModule(L.LightningDataModule):
         prefetch_factor: int | None = None,
         drop_last: bool = False,
         on_device: bool = False,
+        augment_degrees: float = 0.0,
+        augment_shift: float = 0.0,
+        augment_scale: float = 0.0,
     ) -> None:
         """
         Args:
@@ -122,11 +147,17 @@ class MNISTDataModule(L.LightningDataModule):
             drop_last: drop the last incomplete training batch.
             on_device: hold the uint8 images on the training device (a GPU: 55 MB) and gather each
                 batch there; the loader then only yields indices.
+            augment_degrees: training images are rotated by up to this many degrees either way.
+            augment_shift: ... and shifted by up to this fraction of their size in x and y.
+            augment_scale: ... and scaled by a factor within 1 +- this. All 0: no augmentation.
+                Each image gets its own draw, on the device, after the batch is there.
         """
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
                 raise DataError(f"--data.{name} must be at least 1, got {value}")
+        if min(augment_degrees, augment_shift, augment_scale) < 0 or augment_scale >= 1:
+            raise DataError("--data.augment_* must be 0 or more, and augment_scale below 1")
         if num_workers < 0:
             raise DataError(f"--data.num_workers must be 0 or more, got {num_workers}")
         if num_workers == 0 and (persistent_workers or prefetch_factor is not None):
@@ -211,6 +242,14 @@ class MNISTDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Tensor | tuple[Tensor, Tensor], dataloader_idx: int):
         images, labels = self._gather_on_device(batch) if self.hparams.on_device else batch
+        hp = self.hparams
+        if (
+            self.trainer is not None
+            and self.trainer.training
+            and (hp.augment_degrees or hp.augment_shift or hp.augment_scale)
+        ):
+            # before normalising, so the pixels moved in from outside are 0 (background)
+            images = random_affine(images.float(), hp.augment_degrees, hp.augment_shift, hp.augment_scale)
         return normalize(images), labels
 
     def _gather_on_device(self, index: Tensor) -> tuple[Tensor, Tensor]:
