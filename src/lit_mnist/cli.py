@@ -191,6 +191,9 @@ class MNISTCLI(LightningCLI):
         params["trainer"] = {k: config["trainer"].get(k) for k in HPARAM_TRAINER_KEYS}
         metrics = {k: v for k, v in results.items() if "/" in k and isinstance(v, float)}
         logger.log_hyperparams(params, metrics)
+        # The trainer closed the logger after testing; this reopened it. Close again, or the
+        # queued events may never reach the file.
+        logger.finalize("success")
 
 
 def fastest_precision(accelerator: str) -> str:
