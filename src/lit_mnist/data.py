@@ -241,8 +241,8 @@ class MNISTDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: Tensor | tuple[Tensor, Tensor], dataloader_idx: int):
-        images, labels = self._gather_on_device(batch) if self.hparams.on_device else batch
         hp = self.hparams
+        images, labels = self._gather_on_device(batch) if hp.on_device else batch
         if (
             self.trainer is not None
             and self.trainer.training
