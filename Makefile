@@ -6,11 +6,15 @@ BIN := $(VENV)/bin
 DATA_DIR ?= data
 CONFIG ?= configs/default.yaml
 ARGS ?=
+# SEEDS="0 1 2": one run per seed, then mean +- std
+SEEDS ?=
+# make compare: epochs per optimizer
+EPOCHS ?= 4
 PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard bench lint clean
+.PHONY: install train test tensorboard bench compare results lint clean
 
 install: $(STAMP)
 
@@ -21,13 +25,23 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 train: $(STAMP)
+ifeq ($(strip $(SEEDS)),)
 	$(BIN)/lit-mnist fit --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
+else
+	$(BIN)/python -m lit_mnist.seeds --seeds $(SEEDS) -- fit --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
+endif
 
 test: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py --data-dir $(DATA_DIR) $(BENCH_ARGS)
+
+compare: $(STAMP)
+	$(BIN)/python -m lit_mnist.compare --epochs $(EPOCHS) --data-dir $(DATA_DIR) $(COMPARE_ARGS)
+
+results: $(STAMP)
+	$(BIN)/python -m lit_mnist.results logs --output logs/results.md $(RESULTS_ARGS)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir logs --port $(PORT)

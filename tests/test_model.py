@@ -131,3 +131,19 @@ def test_learning_rate_scales_with_the_effective_batch(fake_mnist, scaling, batc
     peaks = {g["name"]: g["max_lr"] for g in trainer.optimizers[0].param_groups}
     assert peaks["classifier"] == pytest.approx(0.5 * factor)
     assert peaks["features"] == pytest.approx(0.25 * factor)
+
+
+def test_vgg_style_stages():
+    net = ConvNet(channels=(32, 64), convs_per_stage=2, hidden=256, batch_norm=True)
+    convs = [(m.in_channels, m.out_channels) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs == [(1, 32), (32, 32), (32, 64), (64, 64)]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in net.modules()) == 2
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"channels": ()}, {"channels": (0, 8)}, {"convs_per_stage": 0}, {"dropout": 1.0}]
+)
+def test_impossible_convnet_is_rejected(kwargs):
+    with pytest.raises(UserError, match="ConvNet"):
+        ConvNet(**kwargs)

@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,9 @@ class SaveFitConfig(SaveConfigCallback):
 class MNISTCLI(LightningCLI):
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("seed_everything_default", 0)
+        args = kwargs.get("args")
+        # recorded in metrics.json, so `make results` can say how each run was made
+        self.argv = sys.argv[1:] if args is None else list(args) if isinstance(args, list | tuple) else None
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,
@@ -164,6 +168,10 @@ class MNISTCLI(LightningCLI):
         if trainer.fast_dev_run or not trainer.is_global_zero:
             return
         results["hardware"] = hardware(trainer)
+        results["seed"] = self.config.fit.seed_everything
+        results["experiment"] = getattr(trainer.logger, "name", None)
+        if self.argv is not None:
+            results["command"] = shlex.join(["lit-mnist", *self.argv])
         run_dir = Path(trainer.log_dir)
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
         self._log_hparams(results)
