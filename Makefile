@@ -10,11 +10,13 @@ ARGS ?=
 SEEDS ?=
 # make compare: epochs per optimizer
 EPOCHS ?= 4
+# make experiments: the overlays to run
+EXPERIMENTS ?= $(basename $(notdir $(wildcard configs/experiments/*.yaml)))
 PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard bench compare results lint clean
+.PHONY: install train test tensorboard bench compare results experiments lint clean
 
 install: $(STAMP)
 
@@ -36,6 +38,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py --data-dir $(DATA_DIR) $(BENCH_ARGS)
+
+experiments: $(STAMP)
+	@for name in $(EXPERIMENTS); do \
+	  echo "=== $$name"; \
+	  $(BIN)/lit-mnist fit --config $(CONFIG) --config configs/experiments/$$name.yaml \
+	    --data.data_dir=$(DATA_DIR) $(ARGS) || exit 1; \
+	done
 
 compare: $(STAMP)
 	$(BIN)/python -m lit_mnist.compare --epochs $(EPOCHS) --data-dir $(DATA_DIR) $(COMPARE_ARGS)

@@ -83,6 +83,16 @@ def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+# A small fit whose steps draw random numbers (dropout, augmentation), on the seed recipe.
+RANDOM_RUN = [
+    "fit",
+    "--config", str(ROOT / "configs/default.yaml"),
+    "--model.net.init_args.channels=[4, 8]",
+    "--model.net.init_args.hidden=16",
+    "--model.net.init_args.dropout=0.2",
+    "--data.augment_degrees=10",
+]  # fmt: skip
+
 # Flags that make a CLI run small on the synthetic data.
 SMALL = [
     "--data.val_size=50",
@@ -90,3 +100,17 @@ SMALL = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
+
+
+@pytest.fixture(autouse=True)
+def restore_determinism():
+    """Trainer(deterministic=True) sets process-global torch flags: put them back after each test."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]

@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,11 @@ def test_fit_writes_the_run_folder(quick_run):
     assert (run_dir / "config.yaml").is_file()
     assert list(run_dir.glob("events.out.tfevents.*"))
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert best_checkpoint(run_dir).name.startswith("epoch01-step000008-val_acc")
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    # the best epoch's number, step and validation accuracy are spelled out in the name
+    best = re.fullmatch(r"epoch(\d\d)-step(\d{6})-val_acc(\d\.\d{4})\.ckpt", best_checkpoint(run_dir).name)
+    assert best and (int(best[1]) + 1) * 4 == int(best[2]), best_checkpoint(run_dir).name
+    assert float(best[3]) == pytest.approx(metrics["val/acc_best"], abs=1e-4)
     assert (metrics["epochs"], metrics["steps"]) == (2, 8)
     for key in ("test/acc", "test/loss", "val/acc_best"):
         assert 0.0 <= metrics[key] <= 10.0, key

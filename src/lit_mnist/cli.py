@@ -11,10 +11,12 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
+from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_mnist.callbacks import LastCheckpoint, StopOnNonFiniteLoss
 from lit_mnist.data import MNISTDataModule
 from lit_mnist.errors import UserError
 from lit_mnist.model import MNISTClassifier
@@ -59,7 +61,7 @@ class MNISTCLI(LightningCLI):
             {
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # LastCheckpoint writes last.ckpt
                 "checkpoint.filename": "epoch{epoch:02d}-step{step:06d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -90,6 +92,19 @@ class MNISTCLI(LightningCLI):
             help="CPU threads for PyTorch's operators (torch.set_num_threads); None keeps its default.",
         )
         parser.add_argument(
+            "--save_every_n_steps",
+            type=int,
+            default=200,
+            help="Also write checkpoints/last.ckpt every this many optimizer steps, mid-epoch, so "
+            "`--ckpt_path last` resumes a killed run at its next batch; 0 saves at epoch ends only.",
+        )
+        parser.add_argument(
+            "--stop_on_nan",
+            type=bool,
+            default=True,
+            help="Stop at the first non-finite training loss with one line saying where.",
+        )
+        parser.add_argument(
             "--test_after_fit",
             type=bool,
             default=True,
@@ -116,16 +131,42 @@ class MNISTCLI(LightningCLI):
             if config.threads < 1:
                 raise UserError(f"--threads must be at least 1, got {config.threads}")
             torch.set_num_threads(config.threads)
+        _check_values(config)
         if config.auto_precision and config.trainer.precision is None:
             config.trainer.precision = fastest_precision(config.trainer.accelerator)
         if config.trainer.fast_dev_run:
             # a smoke run saves nothing; ModelCheckpoint's save_last would still write ./checkpoints
             config.checkpoint.save_last = False
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            # jsonargparse wraps a class's own complaint ("ConvNet needs ...") in a list of the
+            # types it tried: surface that complaint alone
+            reasons = [
+                line.strip()[2:]
+                for line in str(err).splitlines()
+                if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line
+            ]
+            if not reasons:
+                raise
+            raise UserError(reasons[0]) from None
+
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         if not trainer.loggers:  # --trainer.logger=false: nothing to write learning rates to
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+        config = self._active_config()
+        if config.get("stop_on_nan"):
+            trainer.callbacks.insert(0, StopOnNonFiniteLoss())
+        if trainer.checkpoint_callback is not None:
+            trainer.callbacks.append(LastCheckpoint(config.get("save_every_n_steps") or 0))
+        resuming = self.config.get("subcommand") == "fit" and config.get("ckpt_path")
+        if resuming and isinstance(trainer.logger, TensorBoardLogger):
+            # a killed run logged past its last checkpoint: TensorBoard hides those events, the
+            # resumed run writes them again, so no step shows twice
+            trainer.logger._kwargs["purge_step"] = getattr(self, "_ckpt_step", None)
         return trainer
 
     def _resolve_checkpoint(self, config) -> str:
@@ -141,13 +182,39 @@ class MNISTCLI(LightningCLI):
             candidates = sorted(experiment.glob("*/checkpoints/last.ckpt"), key=os.path.getmtime)
             if not candidates:
                 raise UserError(f"--ckpt_path last: no run under {experiment} has checkpoints/last.ckpt")
-            return str(candidates[-1])
-        if not Path(ckpt_path).is_file():
+            ckpt_path = str(candidates[-1])
+        elif not Path(ckpt_path).is_file():
             raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+        self._ckpt_shapes, self._ckpt_step = _read_checkpoint(ckpt_path)
         return ckpt_path
 
+    def _check_checkpoint_fits(self) -> None:
+        """A checkpoint of another model would fail deep inside Lightning: say what differs."""
+        saved = getattr(self, "_ckpt_shapes", None)
+        if saved is None:
+            return
+        here = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        problems = [f"missing {k}" for k in here if k not in saved][:3]
+        problems += [f"unexpected {k}" for k in saved if k not in here][:3]
+        problems += [
+            f"{k} is {saved[k]} there, {here[k]} here" for k in here if k in saved and saved[k] != here[k]
+        ][:3]
+        if problems:
+            path = self._active_config().ckpt_path
+            raise UserError(f"--ckpt_path {path} holds a different model: {'; '.join(problems)}")
+
     def before_fit(self) -> None:
+        self._check_checkpoint_fits()
         self._started = time.perf_counter()
+
+    def before_validate(self) -> None:
+        self._check_checkpoint_fits()
+
+    def before_test(self) -> None:
+        self._check_checkpoint_fits()
+
+    def before_predict(self) -> None:
+        self._check_checkpoint_fits()
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -165,14 +232,15 @@ class MNISTCLI(LightningCLI):
             results["best_checkpoint"] = best
         results["fit_seconds"] = round(fit_seconds, 2)
         results["wall_seconds"] = round(time.perf_counter() - self._started, 2)
-        if trainer.fast_dev_run or not trainer.is_global_zero:
+        log_dir = trainer.log_dir  # a collective under DDP: every process asks
+        if trainer.fast_dev_run or not trainer.is_global_zero or log_dir is None:
             return
+        run_dir = Path(log_dir)
         results["hardware"] = hardware(trainer)
         results["seed"] = self.config.fit.seed_everything
         results["experiment"] = getattr(trainer.logger, "name", None)
         if self.argv is not None:
             results["command"] = shlex.join(["lit-mnist", *self.argv])
-        run_dir = Path(trainer.log_dir)
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
         self._log_hparams(results)
         print(f"\nRun folder: {run_dir}")
@@ -216,6 +284,40 @@ def fastest_precision(accelerator: str) -> str:
 def _cpu_has_native_bf16() -> bool:
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # not public API: may vanish
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def _check_values(config) -> None:
+    """Values every optimizer and the trainer would reject later, rejected before any work."""
+    model = config.get("model")
+    for part in ("optimizer", "scheduler"):
+        init = getattr(model.get(part) if model else None, "init_args", None)
+        for key in ("lr", "weight_decay", "max_lr"):
+            value = init.get(key) if init is not None else None
+            if isinstance(value, int | float) and value < 0:
+                raise UserError(f"--model.{part}.{key} must be 0 or more, got {value}")
+    accumulate = config.trainer.get("accumulate_grad_batches")
+    if accumulate is not None and accumulate < 1:
+        raise UserError(f"--trainer.accumulate_grad_batches must be at least 1, got {accumulate}")
+
+
+def _read_checkpoint(path: str) -> tuple[dict[str, tuple], int | None]:
+    """The shapes in a checkpoint's state_dict and its global step, or one clear error when it
+    cannot be read."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        if "Weights only load failed" in str(err):  # readable, with objects only Lightning may load
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise UserError(
+                f"--ckpt_path {path} cannot be read ({reason}): the file is truncated or not a "
+                "checkpoint; pick another (the run's checkpoints/ folder keeps the best and the last)"
+            ) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"--ckpt_path {path} is not a Lightning checkpoint: it holds no state_dict")
+    shapes = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if hasattr(v, "shape")}
+    return shapes, checkpoint.get("global_step")
 
 
 def _run_dir_of(ckpt: Path) -> Path | None:
@@ -265,12 +367,48 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 def main() -> None:
+    # parse errors raise instead of printing the usage: the user gets one line
+    raising = {"exit_on_error": False}
     try:
-        MNISTCLI()
+        _check_config_files(sys.argv[1:])
+        MNISTCLI(parser_kwargs={**raising, **{name: raising for name in SUBCOMMANDS}})
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except ArgumentError as err:
+        print(f"error: {_one_line(str(err))} (see lit-mnist <subcommand> --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _check_config_files(argv: list[str]) -> None:
+    """A --config that names no file, or a file that is not YAML, named in one line."""
+    for flag, value in zip(argv, [*argv[1:], ""], strict=True):
+        if flag.startswith("--config="):
+            value = flag.split("=", 1)[1]
+        elif flag not in ("--config", "-c"):
+            continue
+        path = Path(value)
+        if not path.is_file():
+            if path.suffix in (".yaml", ".yml", ".json") or "/" in value:  # not inline YAML
+                raise UserError(f"--config {value}: no such file")
+            continue
+        try:
+            yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise UserError(f"--config {value} is not valid YAML{where}: {reason}") from None
+
+
+def _one_line(message: str) -> str:
+    """jsonargparse nests its reasons over several lines: the first says where, the last what."""
+    lines = [line.strip(" -") for line in message.splitlines() if line.strip(" -")]
+    return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """MNIST held once in memory as uint8 tensors; batches are gathered with one indexing op."""
 
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from lit_mnist.errors import UserError
 
@@ -43,12 +44,16 @@ def read_idx(path: Path) -> Tensor:
     if len(data) < header:
         raise DataError(f"{path} is truncated: its header is incomplete")
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + torch.Size(shape).numel()
+    # Python ints: torch.Size.numel() wraps around in int64, so a corrupt header of huge dims can
+    # claim the file's own length (four dims of 65536 need 0 bytes)
+    expected = header + math.prod(shape)
     if len(data) != expected:
         raise DataError(
             f"{path} has {len(data)} bytes but its header {shape} needs {expected}: "
             "the file is truncated or corrupt, delete it and download again"
         )
+    if expected == header:  # a valid array with a 0-length dim; frombuffer refuses empty buffers
+        return torch.empty(shape, dtype=torch.uint8)
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(shape)
 
 
@@ -109,6 +114,57 @@ def random_affine(images: Tensor, degrees: float, shift: float, scale: float) ->
     )
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class EpochSampler(DistributedSampler):
+    """Positions into a split for one process: a permutation drawn from (seed, epoch) alone,
+    so a resumed run draws the same one, or the split in order. Under several processes each takes
+    every world_size-th index: for training all get the same count (up to world_size - 1 images
+    sit out an epoch), for evaluation nothing is padded or repeated, so synced metrics are exact.
+    Being a DistributedSampler, Lightning keeps it instead of injecting its own.
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+        self.size, self.skip = size, 0
+        self.num_samples = size // world_size if shuffle else len(range(rank, size, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + 100_003 * self.epoch)
+            order = torch.randperm(self.size, generator=generator)[: self.num_samples * self.num_replicas]
+        else:
+            order = torch.arange(self.size)
+        skip, self.skip = self.skip, 0  # a resumed epoch starts after what was trained
+        return iter(order[self.rank :: self.num_replicas][skip:].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
+        super().set_epoch(epoch)
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader Lightning can checkpoint mid-epoch. Its state is the sampler's epoch and
+    the number of batches the training loop has taken (`taken`: the loop prefetches, so what the
+    loader yielded is one batch ahead); a resumed fit continues with the next batch."""
+
+    def __init__(self, *args, taken: Callable[[], int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.taken = taken
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "batches": self.taken()}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, batches = state["epoch"], state["batches"]
+        if batches >= len(self):  # saved at the end of an epoch: the next one starts afresh
+            epoch, batches = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        self.sampler.skip = batches * self.batch_size
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -212,11 +268,15 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, indices: Tensor, train: bool) -> DataLoader:
         hp = self.hparams
-        sampler = None
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        # None follows the run's seed (seed_everything): same seed, same order, also after a resume
+        seed = torch.initial_seed() if hp.shuffle_seed is None else hp.shuffle_seed
+        sampler = EpochSampler(len(indices), shuffle=train, seed=seed, rank=rank, world_size=world_size)
+        options = {}
         if train:
-            generator = None if hp.shuffle_seed is None else torch.Generator().manual_seed(hp.shuffle_seed)
-            sampler = RandomSampler(indices, generator=generator)
-        return DataLoader(
+            options["taken"] = self._batches_taken
+        return (ResumableLoader if train else DataLoader)(
             indices.tolist(),
             batch_size=hp.batch_size if train else hp.eval_batch_size,
             sampler=sampler,
@@ -226,7 +286,11 @@ class MNISTDataModule(L.LightningDataModule):
             pin_memory=hp.pin_memory,
             persistent_workers=hp.persistent_workers,
             prefetch_factor=hp.prefetch_factor,
+            **options,
         )
+
+    def _batches_taken(self) -> int:
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready if self.trainer else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_idx, train=True)

@@ -3,6 +3,7 @@
 import functools
 import inspect
 import math
+import random
 from typing import Literal
 
 import lightning as L
@@ -103,6 +104,8 @@ class MNISTClassifier(L.LightningModule):
                 self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False)
             )
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
+        for metric in (self.train_acc, self.train_loss):
+            metric.persistent(True)  # a mid-epoch checkpoint carries the epoch's running numbers
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # a resumed run keeps its best so far
 
@@ -126,7 +129,8 @@ class MNISTClassifier(L.LightningModule):
             metric = getattr(self, f"{stage}_{name}")
             values[name] = metric.compute()  # reduced across processes under DDP
             metric.reset()
-            self.log(f"{stage}/{name}", values[name], prog_bar=stage != "train")
+            # the value is already reduced over processes; sync_dist keeps Lightning from warning
+            self.log(f"{stage}/{name}", values[name], prog_bar=stage != "train", sync_dist=True)
         return values["acc"]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -156,18 +160,43 @@ class MNISTClassifier(L.LightningModule):
         if self.trainer.sanity_checking:  # a few untrained batches are no "best"
             return
         self.val_acc_best.update(accuracy)
-        self.log("val/acc_best", self.val_acc_best.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         self.log_epoch("test")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # dropout and augmentation draw from these: a resumed run continues with the same draws
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_states = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        # restored here, after Lightning's own setup has drawn any random numbers
+        states, self._rng_states = getattr(self, "_rng_states", None), None
+        if states:
+            torch.set_rng_state(states["torch"])
+            random.setstate(states["python"])
+            if "cuda" in states and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(param_groups(self.net, *self.groups))
+        try:
+            optimizer = self.optimizer_factory(param_groups(self.net, *self.groups))
+        except ValueError as err:  # torch.optim's own checks: "Invalid momentum value: -1"
+            raise UserError(f"--model.optimizer: {err}") from None
         batch_factor = self.lr_batch_factor()
         scale_group_lrs(optimizer, batch_factor)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, **self._trainer_derived_args(optimizer, batch_factor))
+        derived = self._trainer_derived_args(optimizer, batch_factor)
+        try:
+            scheduler = self.scheduler_factory(optimizer, **derived)
+        except ValueError as err:
+            raise UserError(f"--model.scheduler: {err}") from None
         config = {
             "scheduler": scheduler,
             "interval": self.hparams.scheduler_interval,

@@ -1,0 +1,82 @@
+"""Two processes on the CPU (DDP over gloo), run as a subprocess like a user runs it."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import ROOT, SMALL, run_cli
+from lit_mnist.data import MNISTDataModule, normalize
+from lit_mnist.events import read_scalars
+from lit_mnist.model import MNISTClassifier
+
+RUN = [
+    "fit",
+    "--config", str(ROOT / "configs/default.yaml"),
+    "--model.net.init_args.channels=[8, 16]",
+    "--model.net.init_args.hidden=32",
+    "--model.optimizer.lr=0.005",
+    "--trainer.max_epochs=4",
+    "--trainer.accelerator=cpu",
+    "--threads=1",
+    "--trainer.precision=32-true",
+    *SMALL,
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(fake_mnist, tmp_path_factory):
+    single, ddp = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("ddp")
+    # the same effective batch of 32: 32 in one process, 16 in each of two
+    run_cli(*RUN, f"--data.data_dir={fake_mnist}", "--data.batch_size=32", "--trainer.devices=1", cwd=single)
+    result = run_cli(
+        *RUN,
+        f"--data.data_dir={fake_mnist}",
+        "--data.batch_size=16",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        cwd=ddp,
+    )
+    return single / "logs" / "default", ddp / "logs" / "default", result
+
+
+def test_ddp_writes_one_run_folder_and_one_set_of_checkpoints(runs):
+    _, ddp, result = runs
+    assert [p.name for p in ddp.iterdir()] == ["version_0"]
+    checkpoints = sorted(p.name for p in (ddp / "version_0" / "checkpoints").iterdir())
+    assert len(checkpoints) == 2 and checkpoints[-1] == "last.ckpt", checkpoints
+    metrics = json.loads((ddp / "version_0" / "metrics.json").read_text())
+    assert metrics["hardware"]["devices"] == 2
+    assert result.stdout.count("Run folder: ") == 1
+
+
+def test_ddp_splits_each_epoch_between_the_processes(runs):
+    single, ddp, _ = runs
+    steps = {name: json.loads((run / "version_0" / "metrics.json").read_text())["steps"] for name, run in
+             (("single", single), ("ddp", ddp))}  # fmt: skip
+    # 250 training images: 8 batches of 32 in one process; 125 images each in two, 8 batches of 16
+    assert steps == {"single": 32, "ddp": 32}
+
+
+def test_ddp_metrics_are_synchronised_over_the_whole_split(runs, fake_mnist):
+    """The logged validation accuracy is that of the whole validation split (both shards,
+    nothing padded or repeated): recomputed here in one process from the saved weights."""
+    _, ddp, _ = runs
+    run = ddp / "version_0"
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    model = MNISTClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+    model.eval()
+    data = MNISTDataModule(str(fake_mnist), val_size=50)
+    data.setup("fit")
+    with torch.no_grad():
+        logits = model(normalize(data.images[data.val_idx].unsqueeze(1)))
+    accuracy = (logits.argmax(1) == data.labels[data.val_idx]).float().mean().item()
+    logged = read_scalars(run)["val/acc"]
+    assert len(logged) == last["epoch"] + 1 == 4
+    assert logged[-1][1] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_ddp_accuracy_matches_one_process(runs):
+    single, ddp, _ = runs
+    accuracy = [json.loads((r / "version_0" / "metrics.json").read_text())["test/acc"] for r in (single, ddp)]
+    assert accuracy[0] > 0.8 and abs(accuracy[0] - accuracy[1]) <= 0.1, accuracy
