@@ -16,7 +16,7 @@ PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard bench compare results experiments lint clean
+.PHONY: install train test tensorboard bench compare results experiments predict lint clean
 
 install: $(STAMP)
 
@@ -45,6 +45,11 @@ experiments: $(STAMP)
 	  $(BIN)/lit-mnist fit --config $(CONFIG) --config configs/experiments/$$name.yaml \
 	    --data.data_dir=$(DATA_DIR) $(ARGS) || exit 1; \
 	done
+
+# make predict CKPT=logs/default/version_0/checkpoints/last.ckpt INPUT=my_digits/
+predict: $(STAMP)
+	@test -n "$(CKPT)" -a -n "$(INPUT)" || { echo "error: usage: make predict CKPT=<checkpoint> INPUT=<image or folder>"; exit 2; }
+	$(BIN)/lit-mnist predict --config $(dir $(CKPT))../config.yaml --ckpt_path $(CKPT) --data.predict_path=$(INPUT) $(ARGS)
 
 compare: $(STAMP)
 	$(BIN)/python -m lit_mnist.compare --epochs $(EPOCHS) --data-dir $(DATA_DIR) $(COMPARE_ARGS)

@@ -1,5 +1,6 @@
 """The command line: LightningCLI with the template's defaults, fit followed by test."""
 
+import csv
 import json
 import os
 import platform
@@ -103,6 +104,13 @@ class MNISTCLI(LightningCLI):
             type=bool,
             default=True,
             help="Stop at the first non-finite training loss with one line saying where.",
+        )
+        parser.add_argument(
+            "--predictions_file",
+            type=str | None,
+            default=None,
+            help="predict with --data.predict_path: the CSV to write (default: predictions.csv in "
+            "the checkpoint's run folder, else in the working folder).",
         )
         parser.add_argument(
             "--test_after_fit",
@@ -253,9 +261,44 @@ class MNISTCLI(LightningCLI):
         batches = self.trainer.predict_loop.predictions
         if not batches:
             return
+        if self.datamodule.hparams.predict_path:
+            self._write_predictions(batches)
+            return
         predictions = torch.cat([b["prediction"] for b in batches])
         counts = torch.bincount(predictions, minlength=self.model.hparams.num_classes).tolist()
         print(f"Predicted {len(predictions)} images; per class: {counts}")
+
+    def _write_predictions(self, batches: list[dict]) -> None:
+        """predictions.csv (file, prediction, confidence, top3) and a short table; files that
+        could not be read are named, and the exit status is then 2."""
+        data = self.datamodule
+        probabilities = torch.cat([b["probabilities"] for b in batches]).float()
+        top = probabilities.topk(min(3, probabilities.shape[1]), dim=1)
+        rows = []
+        for file, values, classes in zip(data.predict_files, top.values, top.indices, strict=True):
+            top3 = " ".join(f"{c}:{v:.3f}" for c, v in zip(classes.tolist(), values.tolist(), strict=True))
+            rows.append((str(file), int(classes[0]), f"{float(values[0]):.4f}", top3))
+        config = self._active_config()
+        output = config.get("predictions_file")
+        if output is None:
+            run_dir = _run_dir_of(Path(config.ckpt_path)) if config.get("ckpt_path") else None
+            output = (run_dir or Path(".")) / "predictions.csv"
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "prediction", "confidence", "top3"])
+            writer.writerows(rows)
+        width = max(len(r[0]) for r in rows)
+        print(f"\n{'file':<{width}}  prediction  confidence  converted")
+        for file, prediction, confidence, _ in rows:
+            converted = ", ".join(data.predict_notes[Path(file)]) or "-"
+            print(f"{file:<{width}}  {prediction:>10}  {confidence:>10}  {converted}")
+        print(f"\nPredictions of {len(rows)} images written to {output}")
+        if data.predict_rejected:
+            for reason in data.predict_rejected.values():
+                print(f"error: {reason}", file=sys.stderr)
+            sys.exit(2)
 
     def _log_hparams(self, results: dict) -> None:
         """The run's settings with its final metrics, so TensorBoard's HPARAMS tab compares runs."""

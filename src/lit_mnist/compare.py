@@ -45,7 +45,7 @@ def optimizer_flags(name: str) -> list[str]:
 
 def train(name: str, args, parent: Path, extra: list[str]) -> None:
     command = [
-        sys.executable, "-m", "lit_mnist", "fit", f"--config={CONFIG}",
+        sys.executable, "-m", "lit_mnist", "fit", f"--config={_relative(CONFIG)}",
         *optimizer_flags(name),
         f"--data.data_dir={args.data_dir}",
         f"--seed_everything={args.seed}",
@@ -62,6 +62,14 @@ def train(name: str, args, parent: Path, extra: list[str]) -> None:
     if result.returncode != 0:
         print(result.stdout[-2000:] + result.stderr[-3000:], file=sys.stderr)
         sys.exit(f"error: the {name} run failed (exit {result.returncode}); its output is above")
+
+
+def _relative(path: Path) -> str:
+    """The path as typed from the working folder when it lies below it (commands read better)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def summarize(name: str, run_dir: Path) -> dict:

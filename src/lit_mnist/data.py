@@ -186,6 +186,7 @@ class MNISTDataModule(L.LightningDataModule):
         augment_degrees: float = 0.0,
         augment_shift: float = 0.0,
         augment_scale: float = 0.0,
+        predict_path: str | None = None,
     ) -> None:
         """
         Args:
@@ -207,6 +208,8 @@ class MNISTDataModule(L.LightningDataModule):
             augment_shift: ... and shifted by up to this fraction of their size in x and y.
             augment_scale: ... and scaled by a factor within 1 +- this. All 0: no augmentation.
                 Each image gets its own draw, on the device, after the batch is there.
+            predict_path: an image file or a folder of them (PNG, JPEG, ...; any size, colour or
+                polarity) for `predict`, made into MNIST-style digits; None predicts the test set.
         """
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -229,6 +232,8 @@ class MNISTDataModule(L.LightningDataModule):
         self._on_device: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def prepare_data(self) -> None:
+        if self._predicting_own_images():
+            return
         missing = missing_files(self.hparams.data_dir)
         if not missing:
             return
@@ -252,7 +257,7 @@ class MNISTDataModule(L.LightningDataModule):
             ) from err
 
     def setup(self, stage: str) -> None:
-        if len(self.labels):
+        if len(self.labels) or self._predicting_own_images():
             return
         (train_images, train_labels), (test_images, test_labels) = (
             load_split(self.hparams.data_dir, split) for split in ("train", "test")
@@ -302,11 +307,30 @@ class MNISTDataModule(L.LightningDataModule):
         return self._loader(self.test_idx, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        if not self.hparams.predict_path:
+            return self.test_dataloader()
+        from lit_mnist.images import ImageError, load_digits
+
+        self.predict_files, images, self.predict_notes, self.predict_rejected = load_digits(
+            self.hparams.predict_path
+        )
+        if not self.predict_files:
+            raise ImageError(f"no image could be read: {'; '.join(self.predict_rejected.values())}")
+        labels = torch.full((len(images),), -1)  # unknown
+        return DataLoader(
+            list(range(len(images))),
+            batch_size=self.hparams.eval_batch_size,
+            collate_fn=GatherBatch(images, labels),
+        )
+
+    def _predicting_own_images(self) -> bool:
+        trainer = self.trainer
+        return bool(self.hparams.predict_path) and trainer is not None and trainer.state.fn == "predict"
 
     def on_after_batch_transfer(self, batch: Tensor | tuple[Tensor, Tensor], dataloader_idx: int):
         hp = self.hparams
-        images, labels = self._gather_on_device(batch) if hp.on_device else batch
+        # an index batch (on_device) is gathered here; own images for predict come as images
+        images, labels = self._gather_on_device(batch) if isinstance(batch, Tensor) else batch
         if (
             self.trainer is not None
             and self.trainer.training

@@ -20,6 +20,8 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 # flags that say where, not what: left out of the commands shown and of the grouping
 WHERE = re.compile(r"^--(data\.data_dir|trainer\.logger\.init_args\.(save_dir|version))(=|$)")
 SEED = re.compile(r"^--seed_everything(=|$)")
+# a config inside some checkout's configs/ folder, shown as run from the project's root
+CONFIG_PATH = re.compile(r"^(--config=)?\S*?/(configs/\S+\.ya?ml)$")
 
 
 def load_runs(root: Path) -> list[dict]:
@@ -65,7 +67,7 @@ def shown_command(run: dict) -> str | None:
         if WHERE.match(word):
             skip = "=" not in word  # `--flag value` form: drop the value too
             continue
-        words.append(word)
+        words.append(CONFIG_PATH.sub(r"\1\2", word))
     return shlex.join(words)
 
 
