@@ -16,7 +16,7 @@ PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard bench compare results experiments predict lint clean
+.PHONY: install train test tensorboard bench compare results experiments predict plots lint clean
 
 install: $(STAMP)
 
@@ -50,6 +50,11 @@ experiments: $(STAMP)
 predict: $(STAMP)
 	@test -n "$(CKPT)" -a -n "$(INPUT)" || { echo "error: usage: make predict CKPT=<checkpoint> INPUT=<image or folder>"; exit 2; }
 	$(BIN)/lit-mnist predict --config $(dir $(CKPT))../config.yaml --ckpt_path $(CKPT) --data.predict_path=$(INPUT) $(ARGS)
+
+# make plots RUN=logs/default/version_0
+plots: $(STAMP)
+	@test -n "$(RUN)" || { echo "error: usage: make plots RUN=<run folder>"; exit 2; }
+	$(BIN)/python -m lit_mnist.plots $(RUN)
 
 compare: $(STAMP)
 	$(BIN)/python -m lit_mnist.compare --epochs $(EPOCHS) --data-dir $(DATA_DIR) $(COMPARE_ARGS)

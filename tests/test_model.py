@@ -42,8 +42,8 @@ def test_label_smoothing_changes_the_loss():
     logits = plain(batch[0])
     expected = nn.functional.cross_entropy(logits, batch[1], label_smoothing=0.1)
     plain.log = smooth.log = lambda *args, **kwargs: None  # no trainer attached
-    assert torch.isclose(smooth.shared_step(batch, "train"), expected)
-    assert not torch.isclose(plain.shared_step(batch, "train"), expected)
+    assert torch.isclose(smooth.shared_step(batch, "train")[0], expected)
+    assert not torch.isclose(plain.shared_step(batch, "train")[0], expected)
 
 
 def test_negative_multiplier_is_rejected():

@@ -17,9 +17,11 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_mnist.callbacks import LastCheckpoint, StopOnNonFiniteLoss
+from lit_mnist.callbacks import LastCheckpoint, StopOnNonFiniteLoss, ValidationFigures
 from lit_mnist.data import MNISTDataModule
+from lit_mnist.diagnosis import diagnose_run
 from lit_mnist.errors import UserError
+from lit_mnist.events import read_scalars
 from lit_mnist.model import MNISTClassifier
 
 # Lightning's own meanings of --ckpt_path; anything else must be a file.
@@ -67,6 +69,7 @@ class MNISTCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        parser.add_lightning_class_args(ValidationFigures, "figures")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.log_momentum": True, "lr_monitor.log_weight_decay": True})
         parser.set_defaults(
@@ -249,6 +252,8 @@ class MNISTCLI(LightningCLI):
         results["experiment"] = getattr(trainer.logger, "name", None)
         if self.argv is not None:
             results["command"] = shlex.join(["lit-mnist", *self.argv])
+        if isinstance(trainer.logger, TensorBoardLogger):
+            results["diagnosis"] = diagnose_run(read_scalars(run_dir))
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
         self._log_hparams(results)
         print(f"\nRun folder: {run_dir}")
@@ -256,6 +261,8 @@ class MNISTCLI(LightningCLI):
             k: results[k] for k in ("test/acc", "test/loss", "val/acc_best") if results.get(k) is not None
         }
         print("  " + "  ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+        if "diagnosis" in results:
+            print(f"  Diagnosis: {results['diagnosis']}")
 
     def after_predict(self) -> None:
         batches = self.trainer.predict_loop.predictions
@@ -310,6 +317,8 @@ class MNISTCLI(LightningCLI):
         params["trainer"] = {k: config["trainer"].get(k) for k in HPARAM_TRAINER_KEYS}
         metrics = {k: v for k, v in results.items() if "/" in k and isinstance(v, float)}
         logger.log_hyperparams(params, metrics)
+        if "diagnosis" in results:
+            logger.experiment.add_text("diagnosis", results["diagnosis"], self.trainer.global_step)
         # The trainer closed the logger after testing; this reopened it. Close again, or the
         # queued events may never reach the file.
         logger.finalize("success")

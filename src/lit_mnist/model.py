@@ -114,13 +114,14 @@ class MNISTClassifier(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
-    def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+        """The batch's mean loss and its logits; the stage's metrics are updated."""
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         getattr(self, f"{stage}_acc").update(logits, labels)
         getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(labels))
-        return loss
+        return loss, logits
 
     def log_epoch(self, stage: str) -> Tensor:
         """Log the stage's mean loss and accuracy over the epoch; returns the accuracy."""
@@ -134,15 +135,16 @@ class MNISTClassifier(L.LightningModule):
         return values["acc"]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss = self.shared_step(batch, "train")
+        loss, _ = self.shared_step(batch, "train")
         # self.log costs a large share of a small step: call it only on the steps the logger writes
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.shared_step(batch, "val")
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        _, logits = self.shared_step(batch, "val")
+        return {"logits": logits.detach()}  # for callbacks (ValidationFigures)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self.shared_step(batch, "test")

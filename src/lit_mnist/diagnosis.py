@@ -1,0 +1,67 @@
+"""The classic reading of loss curves, in plain words."""
+
+import math
+
+# a loss that moved less than this fraction over the last epochs is flat
+FLAT = 0.02
+# a validation loss this far above its lowest value has turned: overfitting, not noise
+TURNED = 0.10
+
+
+def _trend(values: list[float], window: int) -> str:
+    before, now = values[-1 - window], values[-1]
+    change = (now - before) / max(abs(before), 1e-12)
+    return "falling" if change < -FLAT else "rising" if change > FLAT else "flat"
+
+
+def diagnose(train_loss: list[float], val_loss: list[float], unit: str = "epoch") -> str:
+    """One paragraph from the train and validation losses of each epoch (oldest first); `unit`
+    names what one point is ("epoch", or "evaluation" when validation runs within epochs)."""
+    losses = train_loss + val_loss
+    if any(not math.isfinite(v) for v in losses):
+        return "Diverging: a loss is NaN or infinite. The learning rate is too high, or there is a bug."
+    if len(train_loss) < 2 or len(val_loss) < 2:
+        return "Too few epochs to read the curves: train at least two (three or more to see a trend)."
+    if val_loss[-1] > 1.5 * min(val_loss) and train_loss[-1] > 1.5 * min(train_loss):
+        return (
+            "Diverging: both losses have risen well above their lowest values. Lower the learning rate "
+            "(or clip gradients), or look for a bug."
+        )
+    window = min(3, len(train_loss) - 1, len(val_loss) - 1)
+    train, val = _trend(train_loss, window), _trend(val_loss, window)
+    best = val_loss.index(min(val_loss)) + 1
+    over = f"last {window} {unit}s"
+    turned = best < len(val_loss) and val_loss[-1] > (1 + TURNED) * val_loss[best - 1]
+    if train == "falling" and (turned or val in ("flat", "rising")):
+        return (
+            f"Overfitting from {unit} {best + 1 if turned else best} on: the training loss keeps "
+            f"falling while the validation loss {'has risen' if turned else f'is {val}'} since its "
+            f"lowest value at {unit} {best}. Stop there (the best checkpoint is kept), or add "
+            "regularisation: weight decay, dropout, augmentation, more data."
+        )
+    if train == "falling" and val == "falling":
+        return f"Still learning: both losses fell over the {over}. Train longer."
+    if train == "flat" and val == "flat":
+        return (
+            f"Plateau: both losses are flat over the {over}. Lower the learning rate (a scheduler) or "
+            "the batch size, or give the model more capacity."
+        )
+    if train == "flat" and val == "falling":
+        return (
+            "Suspect the data: the validation loss falls while the training loss does not. Check the "
+            "split, the labels and what augmentation does to the training images."
+        )
+    if train == "rising" or val == "rising":
+        return (
+            f"Unstable: the {'training' if train == 'rising' else 'validation'} loss rose over the "
+            f"{over}. The learning rate may be too high for this stage of training."
+        )
+    return f"Mixed: the training loss is {train} and the validation loss {val} over the {over}."
+
+
+def diagnose_run(scalars: dict[str, list[tuple[int, float]]]) -> str:
+    """The diagnosis of a run's scalars (as read by lit_mnist.events.read_scalars)."""
+    train = [v for _, v in scalars.get("train/loss", [])]
+    val = [v for _, v in scalars.get("val/loss", [])]
+    unit = "evaluation" if len(val) > len(train) + 1 else "epoch"
+    return diagnose(train, val, unit)
