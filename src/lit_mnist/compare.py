@@ -108,8 +108,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    fig, (full, zoom) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(12, 5))
     for row in rows:
         epochs = range(1, len(row["val_curve"]) + 1)
         for ax in (full, zoom):
@@ -121,9 +122,11 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     zoom.axhline(100 * TARGET, color="gray", linestyle="--", linewidth=1)
-    zoom.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    handles, labels = full.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)  # below both: hides no curve
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
