@@ -54,21 +54,25 @@ def _seed_from_config(path: Path):
         return None
 
 
+def _without(command: str, flag) -> list[str]:
+    """The command's words without the flags `flag` matches (and the value of `--flag value`)."""
+    words, skip = [], False
+    for word in shlex.split(command):
+        if skip:
+            skip = False
+        elif flag.match(word):
+            skip = "=" not in word
+        else:
+            words.append(word)
+    return words
+
+
 def shown_command(run: dict) -> str | None:
     """The command as recorded, without the flags that only say where data and logs live."""
     command = run.get("command")
     if not command:
         return None
-    words, skip = [], False
-    for word in shlex.split(command):
-        if skip:
-            skip = False
-            continue
-        if WHERE.match(word):
-            skip = "=" not in word  # `--flag value` form: drop the value too
-            continue
-        words.append(CONFIG_PATH.sub(r"\1\2", word))
-    return shlex.join(words)
+    return shlex.join(CONFIG_PATH.sub(r"\1\2", word) for word in _without(command, WHERE))
 
 
 def recipe_of(run: dict) -> str:
@@ -76,16 +80,7 @@ def recipe_of(run: dict) -> str:
     command = shown_command(run)
     if command is None:
         return f"{run['experiment']} (command not recorded)"
-    words, skip = [], False
-    for word in shlex.split(command):
-        if skip:
-            skip = False
-            continue
-        if SEED.match(word):
-            skip = "=" not in word
-            continue
-        words.append(word)
-    return shlex.join(words)
+    return shlex.join(_without(command, SEED))
 
 
 def _percent(value) -> str:
