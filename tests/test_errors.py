@@ -107,11 +107,13 @@ def test_checkpoint_missing(fake_mnist, tmp_path):
     assert_one_line_error(result, "--ckpt_path gone.ckpt: no such checkpoint file")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not-a-checkpoint"])
+@pytest.mark.parametrize("damage", ["truncated", "not-a-checkpoint", "markdown"])
 def test_checkpoint_unreadable(damage, checkpoint, fake_mnist, tmp_path):
     bad = tmp_path / "bad.ckpt"
     data = checkpoint.read_bytes()
-    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"hello, world\n" * 10)
+    # "#" gets past torch's weights-only reader to the full unpickler, which fails differently
+    contents = {"not-a-checkpoint": b"hello, world\n" * 10, "markdown": b"# notes\n\nnot weights\n"}
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else contents[damage])
     result = run_cli(
         "test", *QUICK, f"--data.data_dir={fake_mnist}", f"--ckpt_path={bad}", cwd=tmp_path, check=False
     )

@@ -171,19 +171,18 @@ class ValidationFigures(L.Callback):
         if not trainer.is_global_zero or not isinstance(logger, TensorBoardLogger):
             return
         step = trainer.global_step
-        logger.experiment.add_figure("val/confusion_matrix", _confusion_figure(self.confusion.cpu()), step)
+        logger.experiment.add_figure("val/confusion_matrix", confusion_figure(self.confusion.cpu()), step)
         if self._worst is not None:
-            logger.experiment.add_figure("val/worst_misclassified", _worst_figure(*self._worst), step)
+            logger.experiment.add_figure("val/worst_misclassified", worst_figure(*self._worst), step)
 
 
-def _confusion_figure(confusion: torch.Tensor):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def confusion_figure(confusion: torch.Tensor, title: str = "Validation confusion matrix"):
+    """A matplotlib figure of a (true, predicted) count matrix, counts written in, accuracy in the title."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the backend (a notebook's) alone
 
     classes = confusion.shape[0]
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     shade = confusion.float().log1p()
     ax.imshow(shade, cmap="Blues")
     for true in range(classes):
@@ -195,20 +194,21 @@ def _confusion_figure(confusion: torch.Tensor):
                         color="white" if dark else "black")  # fmt: skip
     ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes))
     accuracy = confusion.diag().sum() / confusion.sum().clamp(min=1)
-    ax.set_title(f"Validation confusion matrix (accuracy {100 * float(accuracy):.2f}%)")
+    ax.set_title(f"{title} (accuracy {100 * float(accuracy):.2f}%)")
     fig.tight_layout()
     return fig
 
 
-def _worst_figure(losses, images, labels, predictions):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def worst_figure(
+    losses, images, labels, predictions, title="Worst misclassified validation digits (highest loss first)"
+):
+    """A grid of digits titled with their true and predicted labels."""
+    from matplotlib.figure import Figure
 
     columns = 8
     rows = -(-len(losses) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.45), squeeze=False)
+    fig = Figure(figsize=(columns * 1.2, rows * 1.45))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     # the grid may have more cells than digits
@@ -216,6 +216,6 @@ def _worst_figure(losses, images, labels, predictions):
     for ax, image, label, prediction in shown:
         ax.imshow(image.squeeze(0), cmap="gray")
         ax.set_title(f"true {label}, got {prediction}", fontsize=7)
-    fig.suptitle("Worst misclassified validation digits (highest loss first)", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -23,6 +23,7 @@ from lit_mnist.diagnosis import diagnose_run
 from lit_mnist.errors import UserError
 from lit_mnist.events import read_scalars
 from lit_mnist.model import MNISTClassifier
+from lit_mnist.runs import read_checkpoint
 
 # Lightning's own meanings of --ckpt_path; anything else must be a file.
 CKPT_KEYWORDS = ("best", "hpc", "registry")
@@ -196,7 +197,10 @@ class MNISTCLI(LightningCLI):
             ckpt_path = str(candidates[-1])
         elif not Path(ckpt_path).is_file():
             raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
-        self._ckpt_shapes, self._ckpt_step = _read_checkpoint(ckpt_path)
+        checkpoint = read_checkpoint(ckpt_path, "--ckpt_path")
+        self._ckpt_step = checkpoint.get("global_step")
+        state = checkpoint["state_dict"]
+        self._ckpt_shapes = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
         return ckpt_path
 
     def _check_checkpoint_fits(self) -> None:
@@ -350,26 +354,6 @@ def _check_values(config) -> None:
     accumulate = config.trainer.get("accumulate_grad_batches")
     if accumulate is not None and accumulate < 1:
         raise UserError(f"--trainer.accumulate_grad_batches must be at least 1, got {accumulate}")
-
-
-def _read_checkpoint(path: str) -> tuple[dict[str, tuple], int | None]:
-    """The shapes in a checkpoint's state_dict and its global step, or one clear error when it
-    cannot be read."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        if "Weights only load failed" in str(err):  # readable, with objects only Lightning may load
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        else:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise UserError(
-                f"--ckpt_path {path} cannot be read ({reason}): the file is truncated or not a "
-                "checkpoint; pick another (the run's checkpoints/ folder keeps the best and the last)"
-            ) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise UserError(f"--ckpt_path {path} is not a Lightning checkpoint: it holds no state_dict")
-    shapes = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if hasattr(v, "shape")}
-    return shapes, checkpoint.get("global_step")
 
 
 def _run_dir_of(ckpt: Path) -> Path | None:

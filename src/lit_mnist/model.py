@@ -4,6 +4,7 @@ import functools
 import inspect
 import math
 import random
+import warnings
 from typing import Literal
 
 import lightning as L
@@ -84,7 +85,10 @@ class MNISTClassifier(L.LightningModule):
         # Through the CLI this stores the config (class paths and arguments), so a checkpoint
         # rebuilds the same net, optimizer and scheduler. The logger gets them with the final
         # metrics at the end of the run instead of at its start.
-        self.save_hyperparameters(logger=False)
+        # Lightning suggests ignoring `net`: it is kept on purpose, as its class path and arguments.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Attribute 'net' is an instance of `nn.Module`")
+            self.save_hyperparameters(logger=False)
         self.net = net if net is not None else ConvNet(num_classes=num_classes)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
