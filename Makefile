@@ -16,7 +16,7 @@ PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard bench compare results experiments predict plots lint clean
+.PHONY: install train test tensorboard bench compare results experiments predict plots export notebooks lint clean
 
 install: $(STAMP)
 
@@ -56,6 +56,16 @@ plots: $(STAMP)
 	@test -n "$(RUN)" || { echo "error: usage: make plots RUN=<run folder>"; exit 2; }
 	$(BIN)/python -m lit_mnist.plots $(RUN)
 
+# make export CKPT=logs/best/version_0/checkpoints/<name>.ckpt: ONNX + TorchScript, checked on the test set
+export: $(STAMP)
+	@test -n "$(CKPT)" || { echo "error: usage: make export CKPT=<checkpoint>"; exit 2; }
+	$(BIN)/python -m lit_mnist.export $(CKPT) --data-dir $(DATA_DIR) $(EXPORT_ARGS)
+
+# make notebooks [RUN=<run folder>] [IMAGE=<image file>]: executed copies in logs/notebooks/
+notebooks: $(STAMP)
+	DATA_DIR=$(DATA_DIR) $(if $(RUN),LIT_MNIST_RUN=$(RUN)) $(if $(IMAGE),LIT_MNIST_IMAGE=$(IMAGE)) \
+	  $(BIN)/python -m lit_mnist.notebooks notebooks/*.ipynb
+
 compare: $(STAMP)
 	$(BIN)/python -m lit_mnist.compare --epochs $(EPOCHS) --data-dir $(DATA_DIR) $(COMPARE_ARGS)
 
@@ -66,7 +76,7 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir logs --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench notebooks
 
 clean:
 	rm -rf logs build src/*.egg-info .pytest_cache .ruff_cache

@@ -114,3 +114,15 @@ def restore_determinism():
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+
+
+@pytest.fixture(scope="session")
+def quick_run(real_mnist, tmp_path_factory) -> Path:
+    """The run folder of configs/experiments/quick.yaml on the real MNIST (100 steps, tested)."""
+    cwd = tmp_path_factory.mktemp("quick_run")
+    run_cli(
+        "fit", "--config", str(ROOT / "configs/default.yaml"),
+        "--config", str(ROOT / "configs/experiments/quick.yaml"),
+        f"--data.data_dir={real_mnist}", "--trainer.enable_progress_bar=false", cwd=cwd,
+    )  # fmt: skip
+    return cwd / "logs" / "quick" / "version_0"
