@@ -148,11 +148,8 @@ class ValidationFigures(L.Callback):
         if not self._active(trainer) or not isinstance(outputs, dict) or "logits" not in outputs:
             return
         logits, (images, labels) = outputs["logits"].float(), batch
-        classes = self.confusion.shape[0]
         predictions = logits.argmax(1)
-        self.confusion += torch.bincount(labels * classes + predictions, minlength=classes**2).view(
-            classes, -1
-        )
+        self.confusion += count_confusion(labels, predictions, self.confusion.shape[0])
         wrong = predictions != labels
         if not wrong.any():
             return
@@ -174,6 +171,11 @@ class ValidationFigures(L.Callback):
         logger.experiment.add_figure("val/confusion_matrix", confusion_figure(self.confusion.cpu()), step)
         if self._worst is not None:
             logger.experiment.add_figure("val/worst_misclassified", worst_figure(*self._worst), step)
+
+
+def count_confusion(labels: torch.Tensor, predictions: torch.Tensor, classes: int) -> torch.Tensor:
+    """(classes, classes) counts: row the true class, column the predicted one."""
+    return torch.bincount(labels * classes + predictions, minlength=classes**2).view(classes, classes)
 
 
 def confusion_figure(confusion: torch.Tensor, title: str = "Validation confusion matrix"):

@@ -23,7 +23,7 @@ from lit_mnist.diagnosis import diagnose_run
 from lit_mnist.errors import UserError
 from lit_mnist.events import read_scalars
 from lit_mnist.model import MNISTClassifier
-from lit_mnist.runs import read_checkpoint
+from lit_mnist.runs import read_checkpoint, run_dir_of
 
 # Lightning's own meanings of --ckpt_path; anything else must be a file.
 CKPT_KEYWORDS = ("best", "hpc", "registry")
@@ -128,7 +128,7 @@ class MNISTCLI(LightningCLI):
         config = self._active_config()
         if config.get("ckpt_path"):
             config.ckpt_path = self._resolve_checkpoint(config)
-            run_dir = _run_dir_of(Path(config.ckpt_path))
+            run_dir = run_dir_of(Path(config.ckpt_path))
             if run_dir is not None:
                 _log_into(config.trainer.logger, run_dir)
 
@@ -292,7 +292,7 @@ class MNISTCLI(LightningCLI):
         config = self._active_config()
         output = config.get("predictions_file")
         if output is None:
-            run_dir = _run_dir_of(Path(config.ckpt_path)) if config.get("ckpt_path") else None
+            run_dir = run_dir_of(Path(config.ckpt_path)) if config.get("ckpt_path") else None
             output = (run_dir or Path(".")) / "predictions.csv"
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -354,11 +354,6 @@ def _check_values(config) -> None:
     accumulate = config.trainer.get("accumulate_grad_batches")
     if accumulate is not None and accumulate < 1:
         raise UserError(f"--trainer.accumulate_grad_batches must be at least 1, got {accumulate}")
-
-
-def _run_dir_of(ckpt: Path) -> Path | None:
-    """`<save_dir>/<name>/<version>/checkpoints/x.ckpt` -> its run folder, else None."""
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
 
 
 def _log_into(logger_config, run_dir: Path) -> None:

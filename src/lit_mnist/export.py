@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from lit_mnist.data import MEAN, STD, MNISTDataModule, load_split
 from lit_mnist.errors import UserError
-from lit_mnist.runs import load_model
+from lit_mnist.runs import load_model, run_dir_of
 
 TOLERANCE = 1e-4
 BATCH = 1000
@@ -129,8 +129,7 @@ def compare(reference: Tensor, candidates: dict[str, Tensor], labels: Tensor, to
 def export(checkpoint: Path, data_dir: Path, output: Path | None, tolerance: float) -> dict:
     checkpoint = Path(checkpoint)
     if output is None:
-        run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-        output = run / "export"
+        output = (run_dir_of(checkpoint) or checkpoint.parent) / "export"
     model = deployable(checkpoint)
     MNISTDataModule(data_dir=str(data_dir)).prepare_data()  # a clear error, or the download
     images, labels = load_split(data_dir, "test")

@@ -21,48 +21,57 @@ def per_epoch(scalars: dict, tag: str) -> tuple[list[float], list[float]]:
     return [epoch_at.get(step, 0) + 1 for step, _ in points], [value for _, value in points]
 
 
-def plot(run_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw_epochs(ax, scalars: dict, name: str, ylabel: str) -> None:
+    """Train against validation per epoch of `name` ("loss" or "acc") on a matplotlib Axes."""
     import matplotlib.ticker
+
+    for stage in ("train", "val"):
+        x, y = per_epoch(scalars, f"{stage}/{name}")
+        if y:
+            ax.plot(x, y, marker="o", label={"train": "train", "val": "validation"}[stage])
+    ax.set(xlabel="epoch", ylabel=ylabel, title=f"{ylabel.capitalize()}: train and validation")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def learning_rates(scalars: dict) -> dict[str, list[tuple[int, float]]]:
+    """The learning-rate tags of the LearningRateMonitor (not its momentum or weight decay)."""
+    return {
+        tag: points
+        for tag, points in scalars.items()
+        if tag.startswith("lr-") and not tag.endswith(("momentum", "weight_decay"))
+    }
+
+
+def draw_learning_rates(ax, scalars: dict) -> None:
+    """Every parameter group's learning rate per optimizer step on a matplotlib Axes."""
+    for tag, points in sorted(learning_rates(scalars).items()):
+        ax.plot([s for s, _ in points], [v for _, v in points], label=tag.split("/", 1)[-1])
+    ax.set(xlabel="optimizer step", ylabel="learning rate", title="Learning rate per parameter group")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def plot(run_dir: Path) -> list[Path]:
+    from matplotlib.figure import Figure  # no pyplot: no backend to choose, nothing left open
 
     scalars = read_scalars(run_dir)
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
+    figures = [
+        ("loss.png", draw_epochs, ("loss", "loss")),
+        ("accuracy.png", draw_epochs, ("acc", "accuracy")),
+    ]
+    if learning_rates(scalars):
+        figures.append(("lr.png", draw_learning_rates, ()))
     written = []
-    for name, ylabel in (("loss", "loss"), ("acc", "accuracy")):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for stage in ("train", "val"):
-            x, y = per_epoch(scalars, f"{stage}/{name}")
-            if y:
-                ax.plot(x, y, marker="o", label={"train": "train", "val": "validation"}[stage])
-        ax.set(xlabel="epoch", ylabel=ylabel, title=f"{ylabel.capitalize()}: train and validation")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-        path = out / f"{'accuracy' if name == 'acc' else name}.png"
+    for filename, draw, args in figures:
+        fig = Figure(figsize=(6, 4))
+        draw(fig.subplots(), scalars, *args)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    rates = {
-        t: v
-        for t, v in scalars.items()
-        if t.startswith("lr-") and not t.endswith(("momentum", "weight_decay"))
-    }
-    if rates:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for tag, points in sorted(rates.items()):
-            ax.plot([s for s, _ in points], [v for _, v in points], label=tag.split("/", 1)[-1])
-        ax.set(xlabel="optimizer step", ylabel="learning rate", title="Learning rate per parameter group")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "lr.png", dpi=100)
-        plt.close(fig)
-        written.append(out / "lr.png")
+        fig.savefig(out / filename, dpi=100)
+        written.append(out / filename)
     return written
 
 

@@ -21,10 +21,15 @@ from lit_mnist.errors import UserError
 LAST = "last.ckpt"
 
 
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """`<save_dir>/<name>/<version>/checkpoints/x.ckpt` -> its run folder, else None."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+
+
 def latest_run(root: str | Path = "logs") -> Path:
     """The most recently written run folder under `root` (one with a checkpoints/ folder)."""
     root = Path(root)
-    runs = [c.parent.parent for c in root.glob("**/checkpoints/*.ckpt")]
+    runs = [run_dir_of(c) for c in root.glob("**/checkpoints/*.ckpt")]
     if not runs:
         raise UserError(f"no run with checkpoints under {root}: train one first (make train)")
 
