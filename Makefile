@@ -30,14 +30,14 @@ train: $(STAMP)
 ifeq ($(strip $(SEEDS)),)
 	$(BIN)/lit-mnist fit --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
 else
-	$(BIN)/python -m lit_mnist.seeds --seeds $(SEEDS) -- fit --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
+	$(BIN)/python -m lit_mnist.tools.seeds --seeds $(SEEDS) -- fit --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
 endif
 
 test: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench.py --data-dir $(DATA_DIR) $(BENCH_ARGS)
+	$(BIN)/python src/lit_mnist/tools/bench.py --data-dir $(DATA_DIR) $(BENCH_ARGS)
 
 experiments: $(STAMP)
 	@for name in $(EXPERIMENTS); do \
@@ -54,29 +54,29 @@ predict: $(STAMP)
 # make plots RUN=logs/default/version_0
 plots: $(STAMP)
 	@test -n "$(RUN)" || { echo "error: usage: make plots RUN=<run folder>"; exit 2; }
-	$(BIN)/python -m lit_mnist.plots $(RUN)
+	$(BIN)/python -m lit_mnist.tools.plots $(RUN)
 
 # make export CKPT=logs/best/version_0/checkpoints/<name>.ckpt: ONNX + TorchScript, checked on the test set
 export: $(STAMP)
 	@test -n "$(CKPT)" || { echo "error: usage: make export CKPT=<checkpoint>"; exit 2; }
-	$(BIN)/python -m lit_mnist.export $(CKPT) --data-dir $(DATA_DIR) $(EXPORT_ARGS)
+	$(BIN)/python -m lit_mnist.tools.export $(CKPT) --data-dir $(DATA_DIR) $(EXPORT_ARGS)
 
 # make notebooks [RUN=<run folder>] [IMAGE=<image file>]: executed copies in logs/notebooks/
 notebooks: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(if $(RUN),LIT_MNIST_RUN=$(RUN)) $(if $(IMAGE),LIT_MNIST_IMAGE=$(IMAGE)) \
-	  $(BIN)/python -m lit_mnist.notebooks notebooks/*.ipynb
+	  $(BIN)/python -m lit_mnist.tools.notebooks notebooks/*.ipynb
 
 compare: $(STAMP)
-	$(BIN)/python -m lit_mnist.compare --epochs $(EPOCHS) --data-dir $(DATA_DIR) $(COMPARE_ARGS)
+	$(BIN)/python -m lit_mnist.tools.compare --epochs $(EPOCHS) --data-dir $(DATA_DIR) $(COMPARE_ARGS)
 
 results: $(STAMP)
-	$(BIN)/python -m lit_mnist.results logs --output logs/results.md $(RESULTS_ARGS)
+	$(BIN)/python -m lit_mnist.tools.results logs --output logs/results.md $(RESULTS_ARGS)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir logs --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench notebooks
+	$(BIN)/ruff check src tests notebooks
 
 clean:
 	rm -rf logs build src/*.egg-info .pytest_cache .ruff_cache

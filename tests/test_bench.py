@@ -15,7 +15,7 @@ def test_benchmark_reports_all_cases(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            "bench/bench.py",
+            "src/lit_mnist/tools/bench.py",
             f"--data-dir={tmp_path}",
             "--min-epochs=1",
             "--max-epochs=1",
@@ -31,12 +31,15 @@ def test_benchmark_reports_all_cases(tmp_path):
         assert f"\n| {case} | " in report
     for ratio in ("a/c, seconds per training sample", "c/b, seconds per epoch", "a/d, time to 99.0%"):
         assert ratio in report
-    assert "Command: `python bench/bench.py" in report
+    assert "Command: `python src/lit_mnist/tools/bench.py" in report
     assert report.count("x |") == 9  # one row per speed option, compile included
 
 
 def test_unknown_case_is_rejected():
     result = subprocess.run(
-        [sys.executable, "bench/bench.py", "--cases=ax"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "src/lit_mnist/tools/bench.py", "--cases=ax"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1 and "error: unknown case(s) x" in result.stderr

@@ -7,8 +7,8 @@ import torch
 
 from conftest import ROOT, SMALL, run_cli
 from lit_mnist.data import MNISTDataModule, normalize
-from lit_mnist.events import read_scalars
 from lit_mnist.model import MNISTClassifier
+from lit_mnist.tools.events import read_scalars
 
 RUN = [
     "fit",

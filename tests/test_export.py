@@ -7,14 +7,14 @@ import sys
 import pytest
 import torch
 
-from lit_mnist import export
 from lit_mnist.data import load_split
-from lit_mnist.runs import best_checkpoint, load_model, predict_logits
+from lit_mnist.tools import export
+from lit_mnist.tools.runs import best_checkpoint, load_model, predict_logits
 
 
 def run_export(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lit_mnist.export", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "lit_mnist.tools.export", *args], capture_output=True, text=True, check=False
     )
 
 

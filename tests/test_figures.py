@@ -10,9 +10,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import ROOT, SMALL, quiet_trainer, run_cli
 from lit_mnist.callbacks import ValidationFigures
 from lit_mnist.data import MNISTDataModule
-from lit_mnist.diagnosis import diagnose
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import ConvNet
+from lit_mnist.tools.diagnosis import diagnose
 
 QUICK = [
     "--config",
@@ -89,7 +89,7 @@ def test_figures_can_be_turned_off(fake_mnist, tmp_path):
 def test_plots_writes_pngs_and_prints_the_diagnosis(run):
     cwd, run_dir, _ = run
     plots = subprocess.run(
-        [sys.executable, "-m", "lit_mnist.plots", str(run_dir)], capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-m", "lit_mnist.tools.plots", str(run_dir)], capture_output=True, text=True, cwd=cwd
     )
     assert plots.returncode == 0, plots.stderr
     for name in ("loss", "accuracy", "lr"):
@@ -97,6 +97,6 @@ def test_plots_writes_pngs_and_prints_the_diagnosis(run):
     diagnosis = json.loads((run_dir / "metrics.json").read_text())["diagnosis"]
     assert f"Diagnosis: {diagnosis}" in plots.stdout
     missing = subprocess.run(
-        [sys.executable, "-m", "lit_mnist.plots", str(cwd / "nowhere")], capture_output=True, text=True
+        [sys.executable, "-m", "lit_mnist.tools.plots", str(cwd / "nowhere")], capture_output=True, text=True
     )
     assert missing.returncode != 0 and missing.stderr.startswith("error: ")

@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 def run_notebooks(*notebooks, output, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lit_mnist.notebooks", *map(str, notebooks), "--output", str(output)],
+        [sys.executable, "-m", "lit_mnist.tools.notebooks", *map(str, notebooks), "--output", str(output)],
         capture_output=True, text=True, check=False, env={**os.environ, **(env or {})},
     )  # fmt: skip
 

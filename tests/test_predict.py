@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from conftest import ROOT, SMALL, run_cli
-from lit_mnist.images import ImageError, load_digit, load_digits
+from lit_mnist.data.images import ImageError, load_digit, load_digits
 
 
 def draw(path: Path, digit: str, size: int = 200, ink="black", paper="white", mode="RGB") -> Path:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import RANDOM_RUN, SMALL
-from lit_mnist.events import read_scalars
+from lit_mnist.tools.events import read_scalars
 
 # 250 training images in batches of 16: 16 steps per epoch, 3 epochs. Dropout and augmentation
 # draw random numbers every step, so the resumed run must also continue the random streams.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lit_mnist.errors import UserError
-from lit_mnist.runs import best_checkpoint, latest_run, load_model, predict_logits, read_checkpoint
+from lit_mnist.tools.runs import best_checkpoint, latest_run, load_model, predict_logits, read_checkpoint
 
 
 def make_run(root, name, checkpoints, written_at):

@@ -19,11 +19,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_mnist.callbacks import LastCheckpoint, StopOnNonFiniteLoss, ValidationFigures
 from lit_mnist.data import MNISTDataModule
-from lit_mnist.diagnosis import diagnose_run
 from lit_mnist.errors import UserError
-from lit_mnist.events import read_scalars
 from lit_mnist.model import MNISTClassifier
-from lit_mnist.runs import read_checkpoint, run_dir_of
+from lit_mnist.tools.diagnosis import diagnose_run
+from lit_mnist.tools.events import read_scalars
+from lit_mnist.tools.runs import read_checkpoint, run_dir_of
 
 # Lightning's own meanings of --ckpt_path; anything else must be a file.
 CKPT_KEYWORDS = ("best", "hpc", "registry")

@@ -1,6 +1,6 @@
 """One recipe, several seeds: `make train SEEDS="0 1 2"`.
 
-    python -m lit_mnist.seeds --seeds 0 1 2 -- fit --config configs/default.yaml [flags]
+    python -m lit_mnist.tools.seeds --seeds 0 1 2 -- fit --config configs/default.yaml [flags]
 
 Runs `lit-mnist` once per seed, each in its own process (with `--seed_everything=<seed>`) and its
 own run folder, then prints each run's accuracies and their mean +- sample standard deviation.
@@ -53,7 +53,9 @@ def summarize(results: dict[int, dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if "--" not in argv:
-        sys.exit("error: usage: python -m lit_mnist.seeds --seeds 0 1 2 -- fit --config <config> [flags]")
+        sys.exit(
+            "error: usage: python -m lit_mnist.tools.seeds --seeds 0 1 2 -- fit --config <config> [flags]"
+        )
     split = argv.index("--")
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

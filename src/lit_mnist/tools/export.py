@@ -1,6 +1,6 @@
 """`make export CKPT=<checkpoint>`: the net as ONNX and TorchScript, checked against PyTorch.
 
-    python -m lit_mnist.export logs/best/version_0/checkpoints/last.ckpt --data-dir data
+    python -m lit_mnist.tools.export logs/best/version_0/checkpoints/last.ckpt --data-dir data
 
 Writes <stem>.onnx and <stem>.torchscript.pt (stem: the checkpoint's name) into the run's export/
 folder, then runs PyTorch, TorchScript and ONNX Runtime on every MNIST test image and fails (exit 1)
@@ -8,7 +8,7 @@ when a logit differs from PyTorch's by more than --tolerance. Prints the file si
 differences and the accuracies, and keeps them in <stem>.json beside the files.
 
 Both files take float32 images (N, 1, 28, 28) with pixel values in [0, 1], light digit on a dark
-background and centred as in MNIST (lit_mnist.images.load_digit makes such digits from image files,
+background and centred as in MNIST (lit_mnist.data.images.load_digit makes such digits from image files,
 divide by 255), for any N; they return logits (N, 10). The MNIST normalisation is inside them.
 """
 
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from lit_mnist.data import MEAN, STD, MNISTDataModule, load_split
 from lit_mnist.errors import UserError
-from lit_mnist.runs import load_model, run_dir_of
+from lit_mnist.tools.runs import load_model, run_dir_of
 
 TOLERANCE = 1e-4
 BATCH = 1000
@@ -178,7 +178,7 @@ def summary(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m lit_mnist.export",
+        prog="python -m lit_mnist.tools.export",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,19 +1,17 @@
 """MNIST held once in memory as uint8 tensors; batches are gathered with one indexing op."""
 
 import math
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
+from lit_mnist.data.augment import normalize, random_affine
+from lit_mnist.data.loading import EpochSampler, GatherBatch, ResumableLoader, index_batch
 from lit_mnist.errors import UserError
 
-# Mean and standard deviation of the 60k training pixels, scaled to [0, 1].
-MEAN, STD = 0.1307, 0.3081
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -72,99 +70,6 @@ def load_split(data_dir: str | Path, split: str) -> tuple[Tensor, Tensor]:
     if len(labels) and int(labels.max()) > 9:
         raise DataError(f"{labels_file} has labels outside 0-9 (max {int(labels.max())})")
     return images, labels.long()
-
-
-class GatherBatch:
-    """collate_fn: the sampled indices become one batch through a single gather, uint8 images
-    (B, 1, 28, 28) and int64 labels (B,); conversion to float happens on the device."""
-
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.images, self.labels = images, labels
-
-    def __call__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return self.images[index].unsqueeze(1), self.labels[index]
-
-
-def index_batch(indices: list[int]) -> Tensor:
-    """collate_fn of the on-device path: the batch is its indices; the gather happens on the device."""
-    return torch.as_tensor(indices, dtype=torch.long)
-
-
-def normalize(images: Tensor) -> Tensor:
-    """Pixels in 0..255 (uint8, or float from `random_affine`) to float with the training set's
-    mean and std: (x / 255 - MEAN) / STD."""
-    return images.float().sub(255 * MEAN).div_(255 * STD)
-
-
-def random_affine(images: Tensor, degrees: float, shift: float, scale: float) -> Tensor:
-    """Rotate, shift and scale each image of a float batch (B, C, H, W) by its own random draw,
-    on the batch's device; what comes in from outside the image is 0."""
-    n, device = len(images), images.device
-
-    def uniform(size, bound):
-        return (torch.rand(size, device=device) * 2 - 1) * bound
-
-    angle = uniform(n, math.radians(degrees))
-    zoom = 1 + uniform(n, scale)
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    offset = uniform((n, 2), 2 * shift)  # grid coordinates span 2 per image side
-    theta = torch.stack(
-        [torch.stack([cos, -sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1
-    )
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-class EpochSampler(DistributedSampler):
-    """Positions into a split for one process: a permutation drawn from (seed, epoch) alone,
-    so a resumed run draws the same one, or the split in order. Under several processes each takes
-    every world_size-th index: for training all get the same count (up to world_size - 1 images
-    sit out an epoch), for evaluation nothing is padded or repeated, so synced metrics are exact.
-    Being a DistributedSampler, Lightning keeps it instead of injecting its own.
-    """
-
-    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
-        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
-        self.size, self.skip = size, 0
-        self.num_samples = size // world_size if shuffle else len(range(rank, size, world_size))
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + 100_003 * self.epoch)
-            order = torch.randperm(self.size, generator=generator)[: self.num_samples * self.num_replicas]
-        else:
-            order = torch.arange(self.size)
-        skip, self.skip = self.skip, 0  # a resumed epoch starts after what was trained
-        return iter(order[self.rank :: self.num_replicas][skip:].tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.skip = 0
-        super().set_epoch(epoch)
-
-
-class ResumableLoader(DataLoader):
-    """A training DataLoader Lightning can checkpoint mid-epoch. Its state is the sampler's epoch and
-    the number of batches the training loop has taken (`taken`: the loop prefetches, so what the
-    loader yielded is one batch ahead); a resumed fit continues with the next batch."""
-
-    def __init__(self, *args, taken: Callable[[], int], **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.taken = taken
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.sampler.epoch, "batches": self.taken()}
-
-    def load_state_dict(self, state: dict) -> None:
-        epoch, batches = state["epoch"], state["batches"]
-        if batches >= len(self):  # saved at the end of an epoch: the next one starts afresh
-            epoch, batches = epoch + 1, 0
-        self.sampler.set_epoch(epoch)
-        self.sampler.skip = batches * self.batch_size
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -309,7 +214,7 @@ class MNISTDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         if not self.hparams.predict_path:
             return self.test_dataloader()
-        from lit_mnist.images import ImageError, load_digits
+        from lit_mnist.data.images import ImageError, load_digits
 
         self.predict_files, images, self.predict_notes, self.predict_rejected = load_digits(
             self.hparams.predict_path

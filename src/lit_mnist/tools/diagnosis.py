@@ -60,7 +60,7 @@ def diagnose(train_loss: list[float], val_loss: list[float], unit: str = "epoch"
 
 
 def diagnose_run(scalars: dict[str, list[tuple[int, float]]]) -> str:
-    """The diagnosis of a run's scalars (as read by lit_mnist.events.read_scalars)."""
+    """The diagnosis of a run's scalars (as read by lit_mnist.tools.events.read_scalars)."""
     train = [v for _, v in scalars.get("train/loss", [])]
     val = [v for _, v in scalars.get("val/loss", [])]
     unit = "evaluation" if len(val) > len(train) + 1 else "epoch"

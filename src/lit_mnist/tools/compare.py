@@ -1,6 +1,6 @@
 """`make compare`: the classic optimizers on the seed CNN, same budget, same seed.
 
-    python -m lit_mnist.compare [--epochs 4] [--seed 0] [--optimizers sgd adam ...] [-- extra flags]
+    python -m lit_mnist.tools.compare [--epochs 4] [--seed 0] [--optimizers sgd adam ...] [-- extra flags]
 
 Each optimizer trains configs/default.yaml with its usual learning rate in its own process, logged
 to one parent folder (logs/compare/<time>/<optimizer>) so TensorBoard overlays the curves. Then
@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from lit_mnist.events import read_scalars
+from lit_mnist.tools.events import read_scalars
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "default.yaml"
 # name: (class, arguments). The learning rates are the customary starting points: torch's
 # defaults where they are usable (Adagrad 0.01, Adadelta 1.0, Adam/AdamW 1e-3), 0.01 for SGD
 # with and without momentum, and 1e-3 for RMSprop (torch's 0.01 is known to be too high for CNNs).
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [summarize(name, parent / name) for name in args.optimizers]
     text = (
         f"Seed CNN (configs/default.yaml), {args.epochs} epochs per optimizer, seed {args.seed}.\n"
-        f"Command: python -m lit_mnist.compare {' '.join(argv)}\n\n{table(rows, args.epochs)}\n\n"
+        f"Command: python -m lit_mnist.tools.compare {' '.join(argv)}\n\n{table(rows, args.epochs)}\n\n"
         f"![validation curves](compare.png)\n"
     )
     (parent / "compare.md").write_text(text)

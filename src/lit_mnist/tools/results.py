@@ -1,6 +1,6 @@
 """`make results`: every run's metrics.json under a folder, as Markdown tables.
 
-    python -m lit_mnist.results [ROOT] [--output FILE] [--readme README.md]
+    python -m lit_mnist.tools.results [ROOT] [--output FILE] [--readme README.md]
 
 One row per run (its folder, experiment, seed, epochs, accuracies, wall time, hardware and the
 command that made it) and one row per recipe run with several seeds (mean +- sample std).

@@ -1,6 +1,6 @@
 """Training speed of the template against plain PyTorch, measured in one run on one machine.
 
-    python bench/bench.py --data-dir data        (or: make bench DATA_DIR=...)
+    python src/lit_mnist/tools/bench.py --data-dir data        (or: make bench DATA_DIR=...)
 
 Cases, each in its own process with the same thread count:
   a  the tutorial loop: torchvision MNIST with ToTensor+Normalize per sample, batch 64, fp32
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TARGET = 0.99
 CASES = {
     "a": "tutorial loop: torchvision per-sample ToTensor+Normalize, batch 64, fp32",
@@ -375,7 +375,9 @@ def main() -> None:
     missing = [c for c in args.cases if c not in CASES]
     if missing:
         sys.exit(f"error: unknown case(s) {''.join(missing)}; choose from {''.join(CASES)}")
-    args.command = "python bench/bench.py " + " ".join(a if " " not in a else repr(a) for a in sys.argv[1:])
+    args.command = "python src/lit_mnist/tools/bench.py " + " ".join(
+        a if " " not in a else repr(a) for a in sys.argv[1:]
+    )
     results = {}
     for key in args.cases:
         print(f"case {key}: {CASES[key]} ...", flush=True)

@@ -1,6 +1,6 @@
 """`make plots RUN=<run folder>`: the run's curves as PNG files, and the diagnosis.
 
-    python -m lit_mnist.plots logs/default/version_0
+    python -m lit_mnist.tools.plots logs/default/version_0
 
 Writes loss.png and accuracy.png (train against validation, per epoch) and lr.png (the learning
 rate of every parameter group, per step) into <run>/plots/, and prints the diagnosis.
@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lit_mnist.diagnosis import diagnose_run
-from lit_mnist.events import read_scalars
+from lit_mnist.tools.diagnosis import diagnose_run
+from lit_mnist.tools.events import read_scalars
 
 
 def per_epoch(scalars: dict, tag: str) -> tuple[list[float], list[float]]:

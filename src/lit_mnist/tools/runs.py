@@ -1,6 +1,6 @@
 """A finished run, back in Python: its folder, its checkpoints, its model and what the model says.
 
-    from lit_mnist.runs import latest_run, best_checkpoint, load_model, predict_logits
+    from lit_mnist.tools.runs import latest_run, best_checkpoint, load_model, predict_logits
     run = latest_run("logs")                      # logs/<experiment>/version_<n>
     model = load_model(best_checkpoint(run))      # on the CPU, in eval mode
     logits = predict_logits(model, images)        # uint8 (N, 28, 28) MNIST-style digits

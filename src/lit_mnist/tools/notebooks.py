@@ -1,6 +1,6 @@
 """`make notebooks`: run the notebooks headless and keep copies with their outputs.
 
-    python -m lit_mnist.notebooks notebooks/01_data.ipynb notebooks/02_run.ipynb --output logs/notebooks
+    python -m lit_mnist.tools.notebooks notebooks/01_data.ipynb notebooks/02_run.ipynb --output logs/notebooks
 
 Each notebook runs in a fresh Python kernel of this environment, from its own folder, with this
 process's environment (DATA_DIR, LIT_MNIST_RUN, LIT_MNIST_IMAGE). The stored notebooks stay
@@ -49,7 +49,7 @@ def _failed(cell) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m lit_mnist.notebooks",
+        prog="python -m lit_mnist.tools.notebooks",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,0 +1,40 @@
+"""An exponential moving average of the weights, validated and tested in their place."""
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
+
+from lit_mnist.errors import UserError
+
+
+class EMA(EMAWeightAveraging):
+    """An exponential moving average of the weights and batch-norm statistics, updated after every
+    optimizer step: `average = decay * average + (1 - decay) * weights`.
+
+    Validation, the saved checkpoints' `state_dict` and the model after training hold the average,
+    so the best checkpoint is chosen and tested with it. Checkpoints also keep the raw weights, and
+    a resumed fit continues both.
+
+    Lightning's callback, when it still holds an average from a fit in the same process, loads a
+    checkpoint's raw weights for test, validate and predict; this one loads the average, the
+    weights that were validated.
+
+    Args:
+        decay: weight of the old average per step; about 1 / (1 - decay) steps are remembered.
+        update_starting_at_step: first optimizer step (from 0) that updates the average; before it
+            the average only copies the weights. None: from the first step.
+    """
+
+    def __init__(self, decay: float = 0.999, update_starting_at_step: int | None = None) -> None:
+        if not 0 < decay < 1:
+            raise UserError(f"EMA decay must be between 0 and 1, got {decay}")
+        super().__init__(decay=decay, update_starting_at_step=update_starting_at_step)
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        # otherwise the state_dict already loaded into the module is the average: keep it

@@ -1,0 +1,112 @@
+"""What the net gets wrong, drawn each validation epoch: confusion matrix and worst digits."""
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lit_mnist.errors import UserError
+
+
+class ValidationFigures(L.Callback):
+    """Each validation epoch, two figures in TensorBoard's IMAGES tab: the confusion matrix
+    (counted over every process) and the worst misclassified digits (highest loss) with their true
+    and predicted labels. `every_n_epochs=0` turns them off.
+
+    Args:
+        every_n_epochs: draw every this many epochs; 0 never.
+        worst: how many misclassified digits to show.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, worst: int = 16) -> None:
+        if every_n_epochs < 0 or worst < 1:
+            raise UserError("--figures.every_n_epochs must be 0 or more and --figures.worst at least 1")
+        self.every_n_epochs, self.worst = every_n_epochs, worst
+        self.confusion: torch.Tensor | None = None
+        self._worst: tuple[torch.Tensor, ...] | None = None
+
+    def _active(self, trainer: L.Trainer) -> bool:
+        every = self.every_n_epochs
+        return bool(every) and not trainer.sanity_checking and (trainer.current_epoch + 1) % every == 0
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        classes = pl_module.hparams.get("num_classes", 10)
+        self.confusion = torch.zeros(classes, classes, dtype=torch.long, device=pl_module.device)
+        self._worst = None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not self._active(trainer) or not isinstance(outputs, dict) or "logits" not in outputs:
+            return
+        logits, (images, labels) = outputs["logits"].float(), batch
+        predictions = logits.argmax(1)
+        self.confusion += count_confusion(labels, predictions, self.confusion.shape[0])
+        wrong = predictions != labels
+        if not wrong.any():
+            return
+        losses = torch.nn.functional.cross_entropy(logits[wrong], labels[wrong], reduction="none")
+        found = (losses, images[wrong].float(), labels[wrong], predictions[wrong])
+        if self._worst is not None:
+            found = tuple(torch.cat([a, b]) for a, b in zip(self._worst, found, strict=True))
+        keep = found[0].topk(min(self.worst, len(found[0]))).indices
+        self._worst = tuple(t[keep] for t in found)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._active(trainer):
+            return
+        self.confusion = trainer.strategy.reduce(self.confusion, reduce_op="sum")  # every process
+        logger = trainer.logger
+        if not trainer.is_global_zero or not isinstance(logger, TensorBoardLogger):
+            return
+        step = trainer.global_step
+        logger.experiment.add_figure("val/confusion_matrix", confusion_figure(self.confusion.cpu()), step)
+        if self._worst is not None:
+            logger.experiment.add_figure("val/worst_misclassified", worst_figure(*self._worst), step)
+
+
+def count_confusion(labels: torch.Tensor, predictions: torch.Tensor, classes: int) -> torch.Tensor:
+    """(classes, classes) counts: row the true class, column the predicted one."""
+    return torch.bincount(labels * classes + predictions, minlength=classes**2).view(classes, classes)
+
+
+def confusion_figure(confusion: torch.Tensor, title: str = "Validation confusion matrix"):
+    """A matplotlib figure of a (true, predicted) count matrix, counts written in, accuracy in the title."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the backend (a notebook's) alone
+
+    classes = confusion.shape[0]
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
+    shade = confusion.float().log1p()
+    ax.imshow(shade, cmap="Blues")
+    for true in range(classes):
+        for predicted in range(classes):
+            count = int(confusion[true, predicted])
+            if count:
+                dark = shade[true, predicted] > shade.max() / 2
+                ax.text(predicted, true, count, ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes))
+    accuracy = confusion.diag().sum() / confusion.sum().clamp(min=1)
+    ax.set_title(f"{title} (accuracy {100 * float(accuracy):.2f}%)")
+    fig.tight_layout()
+    return fig
+
+
+def worst_figure(
+    losses, images, labels, predictions, title="Worst misclassified validation digits (highest loss first)"
+):
+    """A grid of digits titled with their true and predicted labels."""
+    from matplotlib.figure import Figure
+
+    columns = 8
+    rows = -(-len(losses) // columns)
+    fig = Figure(figsize=(columns * 1.2, rows * 1.45))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    # the grid may have more cells than digits
+    shown = zip(axes.flat, images.cpu(), labels.tolist(), predictions.tolist(), strict=False)
+    for ax, image, label, prediction in shown:
+        ax.imshow(image.squeeze(0), cmap="gray")
+        ax.set_title(f"true {label}, got {prediction}", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
