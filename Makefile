@@ -5,11 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= data
 CONFIG ?= configs/default.yaml
+# flags added to any target's command: make test ARGS="-k resume", make compare ARGS="--epochs 2"
 ARGS ?=
 # SEEDS="0 1 2": one run per seed, then mean +- std
 SEEDS ?=
-# make compare: epochs per optimizer
-EPOCHS ?= 4
 # make experiments: the overlays to run
 EXPERIMENTS ?= $(basename $(notdir $(wildcard configs/experiments/*.yaml)))
 PORT ?= 6006
@@ -30,14 +29,15 @@ train: $(STAMP)
 ifeq ($(strip $(SEEDS)),)
 	$(BIN)/lit-mnist fit --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
 else
-	$(BIN)/python -m lit_mnist.tools.seeds --seeds $(SEEDS) -- fit --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
+	$(BIN)/lit-mnist seeds --seeds $(SEEDS) --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
 endif
 
 test: $(STAMP)
-	DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(ARGS)
 
+# make bench [ARGS="--cases bc"]: the template against plain PyTorch, report in docs/bench.md
 bench: $(STAMP)
-	$(BIN)/python src/lit_mnist/tools/bench.py --data-dir $(DATA_DIR) $(BENCH_ARGS)
+	$(BIN)/lit-mnist bench --data.data_dir=$(DATA_DIR) $(ARGS)
 
 experiments: $(STAMP)
 	@for name in $(EXPERIMENTS); do \
@@ -54,29 +54,30 @@ predict: $(STAMP)
 # make plots RUN=logs/default/version_0
 plots: $(STAMP)
 	@test -n "$(RUN)" || { echo "error: usage: make plots RUN=<run folder>"; exit 2; }
-	$(BIN)/python -m lit_mnist.tools.plots $(RUN)
+	$(BIN)/lit-mnist plots $(RUN) $(ARGS)
 
 # make export CKPT=logs/best/version_0/checkpoints/<name>.ckpt: ONNX + TorchScript, checked on the test set
 export: $(STAMP)
 	@test -n "$(CKPT)" || { echo "error: usage: make export CKPT=<checkpoint>"; exit 2; }
-	$(BIN)/python -m lit_mnist.tools.export $(CKPT) --data-dir $(DATA_DIR) $(EXPORT_ARGS)
+	$(BIN)/lit-mnist export $(CKPT) --data.data_dir=$(DATA_DIR) $(ARGS)
 
 # make notebooks [RUN=<run folder>] [IMAGE=<image file>]: executed copies in logs/notebooks/
 notebooks: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(if $(RUN),LIT_MNIST_RUN=$(RUN)) $(if $(IMAGE),LIT_MNIST_IMAGE=$(IMAGE)) \
-	  $(BIN)/python -m lit_mnist.tools.notebooks notebooks/*.ipynb
+	  $(BIN)/lit-mnist notebooks notebooks/*.ipynb $(ARGS)
 
+# make compare [ARGS="--epochs 10 --optimizers sgd adam --data.batch_size=128"]: 4 epochs each by default
 compare: $(STAMP)
-	$(BIN)/python -m lit_mnist.tools.compare --epochs $(EPOCHS) --data-dir $(DATA_DIR) $(COMPARE_ARGS)
+	$(BIN)/lit-mnist compare --data.data_dir=$(DATA_DIR) $(ARGS)
 
 results: $(STAMP)
-	$(BIN)/python -m lit_mnist.tools.results logs --output logs/results.md $(RESULTS_ARGS)
+	$(BIN)/lit-mnist results logs --output logs/results.md $(ARGS)
 
 tensorboard: $(STAMP)
-	$(BIN)/tensorboard --logdir logs --port $(PORT)
+	$(BIN)/tensorboard --logdir logs --port $(PORT) $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests notebooks
+	$(BIN)/ruff check src tests notebooks $(ARGS)
 
 clean:
 	rm -rf logs build src/*.egg-info .pytest_cache .ruff_cache

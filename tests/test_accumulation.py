@@ -3,7 +3,7 @@ from functools import partial
 import torch
 
 from conftest import quiet_trainer
-from lit_mnist.data import MNISTDataModule
+from lit_mnist.data import SPEC, MNISTDataModule
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import ConvNet
 
@@ -11,7 +11,7 @@ from lit_mnist.nets import ConvNet
 def train(fake_mnist, batch_size: int, accumulate: int, optimizer_steps: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     model = MNISTClassifier(
-        net=ConvNet(channels=(4, 8), hidden=16), optimizer=partial(torch.optim.SGD, lr=0.5)
+        SPEC, net=partial(ConvNet, channels=(4, 8), hidden=16), optimizer=partial(torch.optim.SGD, lr=0.5)
     )
     trainer = quiet_trainer(
         max_steps=optimizer_steps,

@@ -15,11 +15,12 @@ def test_benchmark_reports_all_cases(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            "src/lit_mnist/tools/bench.py",
-            f"--data-dir={tmp_path}",
-            "--min-epochs=1",
-            "--max-epochs=1",
-            f"--out={out}",
+            "-m",
+            "lit_mnist.tools.bench",
+            f"--data.data_dir={tmp_path}",
+            "--min_epochs=1",
+            "--max_epochs=1",
+            f"--output={out}",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -31,15 +32,16 @@ def test_benchmark_reports_all_cases(tmp_path):
         assert f"\n| {case} | " in report
     for ratio in ("a/c, seconds per training sample", "c/b, seconds per epoch", "a/d, time to 99.0%"):
         assert ratio in report
-    assert "Command: `python src/lit_mnist/tools/bench.py" in report
+    assert f"Command: `lit-mnist bench --data.data_dir={tmp_path} --min_epochs=1" in report
     assert report.count("x |") == 9  # one row per speed option, compile included
+    assert "[5/5] case f: done in " in result.stdout
 
 
 def test_unknown_case_is_rejected():
     result = subprocess.run(
-        [sys.executable, "src/lit_mnist/tools/bench.py", "--cases=ax"],
+        [sys.executable, "-m", "lit_mnist.tools.bench", "--cases=ax"],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 1 and "error: unknown case(s) x" in result.stderr
+    assert result.returncode == 2 and result.stderr == "error: unknown case(s) x; choose from abcdf\n"

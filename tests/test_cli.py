@@ -15,6 +15,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from conftest import ROOT, SMALL, run_cli
 from lit_mnist.cli import fastest_precision
+from lit_mnist.data import SPEC
 from lit_mnist.nets import ConvNet
 
 DEFAULT = str(ROOT / "configs" / "default.yaml")
@@ -63,7 +64,8 @@ def test_checkpoint_holds_model_optimizer_epoch_and_arguments(quick_run):
     assert ckpt["optimizer_states"][0]["param_groups"][0]["name"] == "features"
     assert (ckpt["epoch"], ckpt["global_step"]) == (1, 8)
     assert ckpt["hyper_parameters"]["optimizer"]["class_path"] == "torch.optim.Adam"
-    assert ckpt["hyper_parameters"]["net"]["class_path"] == "lit_mnist.nets.ConvNet"
+    assert ckpt["hyper_parameters"]["net"]["class_path"] in ("lit_mnist.ConvNet", "lit_mnist.nets.ConvNet")
+    assert ckpt["hyper_parameters"]["data"] == SPEC  # the net's input shape and normalisation travel along
     assert ckpt["datamodule_hyper_parameters"]["batch_size"] == 64
 
 

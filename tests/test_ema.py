@@ -1,14 +1,17 @@
 """The EMA callback: what it averages, what is validated, saved and tested."""
 
+from functools import partial
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
 
 from conftest import quiet_trainer
 from lit_mnist.callbacks import EMA
-from lit_mnist.data import MNISTDataModule
-from lit_mnist.errors import UserError
+from lit_mnist.data import SPEC, MNISTDataModule
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import ConvNet
 
@@ -23,10 +26,15 @@ class Recorder(L.Callback):
         self.weights.append({k: v.detach().clone() for k, v in pl_module.net.state_dict().items()})
 
 
+def small_model() -> MNISTClassifier:
+    net = partial(ConvNet, channels=(4, 8), hidden=16, batch_norm=True)
+    return MNISTClassifier(SPEC, net=net, channels_last=False)
+
+
 def fit(tmp_path, fake_mnist, epochs=2):
     torch.manual_seed(0)
     data = MNISTDataModule(fake_mnist, val_size=50, batch_size=64, eval_batch_size=50)
-    model = MNISTClassifier(net=ConvNet(channels=(4, 8), hidden=16, batch_norm=True), channels_last=False)
+    model = small_model()
     recorder, checkpoint = (
         Recorder(),
         ModelCheckpoint(tmp_path, monitor="val/acc", mode="max", save_last=True),
@@ -86,7 +94,7 @@ def test_a_resumed_fit_continues_both_states(tmp_path, fake_mnist):
     _, _, _, _, checkpoint = fit(tmp_path, fake_mnist, epochs=1)
     saved = torch.load(checkpoint.last_model_path, weights_only=False)
     data = MNISTDataModule(fake_mnist, val_size=50, batch_size=64, eval_batch_size=50)
-    model = MNISTClassifier(net=ConvNet(channels=(4, 8), hidden=16, batch_norm=True), channels_last=False)
+    model = small_model()
     ema = EMA(decay=0.5)
 
     class Check(L.Callback):
@@ -104,7 +112,44 @@ def test_a_resumed_fit_continues_both_states(tmp_path, fake_mnist):
     assert check.checked and trainer.global_step == 8
 
 
-@pytest.mark.parametrize("decay", [0.0, 1.0, -0.5])
+class Tiny(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+
+
+@pytest.mark.parametrize("start", [None, 2])
+def test_the_average_is_the_hand_computed_ema_of_weights_and_buffers(start):
+    """average = d * average + (1 - d) * weights per step, for the parameters and every buffer
+    (batch-norm statistics, and the truncated step count); the first update copies, and steps
+    before `update_starting_at_step` leave the average alone."""
+    torch.manual_seed(0)
+    decay, module = 0.75, Tiny()
+    ema = EMA(decay=decay, update_starting_at_step=start)
+    ema.setup(SimpleNamespace(), module, "fit")
+    expected, updated = {k: v.double() for k, v in module.state_dict().items()}, False
+    for step in range(6):
+        with torch.no_grad():
+            for tensor in module.state_dict().values():
+                tensor.add_(
+                    torch.randn_like(tensor) if tensor.is_floating_point() else torch.tensor(step + 1)
+                )
+        ema.on_train_batch_end(SimpleNamespace(global_step=step + 1), module, None, None, step)
+        if start is None or step >= start:
+            weights = {k: v.double() for k, v in module.state_dict().items()}
+            if updated:
+                expected = {k: decay * expected[k] + (1 - decay) * w for k, w in weights.items()}
+                expected["net.1.num_batches_tracked"] = expected["net.1.num_batches_tracked"].trunc()
+            else:
+                expected = weights
+            updated = True
+    average = ema._average_model.module.state_dict()
+    assert average.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(average[key].double(), value, rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, -0.5, 1.5])
 def test_impossible_decay_is_rejected(decay):
-    with pytest.raises(UserError, match="EMA decay"):
+    with pytest.raises(ValueError, match=f"^decay must be between 0 and 1, got {decay}$"):
         EMA(decay=decay)

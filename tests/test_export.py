@@ -22,7 +22,7 @@ def run_export(*args: str) -> subprocess.CompletedProcess:
 def exported(quick_run, real_mnist, tmp_path_factory):
     output = tmp_path_factory.mktemp("export")
     checkpoint = best_checkpoint(quick_run)
-    result = run_export(str(checkpoint), "--data-dir", str(real_mnist), "--output", str(output))
+    result = run_export(str(checkpoint), f"--data.data_dir={real_mnist}", "--output", str(output))
     assert result.returncode == 0, result.stderr[-3000:]
     return checkpoint, output, result
 
@@ -92,7 +92,7 @@ def test_a_mismatching_export_exits_1_and_keeps_the_files(
     monkeypatch.setattr(export, "onnx_runner", drifting_runner)
     checkpoint = best_checkpoint(quick_run)
     with pytest.raises(SystemExit) as stopped:
-        export.main([str(checkpoint), "--data-dir", str(fake_mnist), "--output", str(tmp_path)])
+        export.main([str(checkpoint), f"--data.data_dir={fake_mnist}", "--output", str(tmp_path)])
     assert "onnx output differs from PyTorch's by more than 0.0001" in str(stopped.value.code)
     assert "FAILED" in capsys.readouterr().out
     assert (tmp_path / f"{checkpoint.stem}.onnx").is_file()

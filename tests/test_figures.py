@@ -1,18 +1,18 @@
-"""TensorBoard figures, `make plots` and the curve diagnosis."""
+"""TensorBoard figures, and `make plots` with the diagnosis of a real run."""
 
 import json
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, SMALL, quiet_trainer, run_cli
 from lit_mnist.callbacks import ValidationFigures
-from lit_mnist.data import MNISTDataModule
+from lit_mnist.data import SPEC, MNISTDataModule
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import ConvNet
-from lit_mnist.tools.diagnosis import diagnose
 
 QUICK = [
     "--config",
@@ -22,26 +22,9 @@ QUICK = [
 ]
 
 
-@pytest.mark.parametrize(
-    "train, val, expected",
-    [
-        ([1.0, 0.6, 0.4, 0.3], [1.1, 0.7, 0.5, 0.4], "Still learning"),
-        ([1.0, 0.5, 0.3, 0.2, 0.1], [0.9, 0.5, 0.4, 0.5, 0.6], "Overfitting from epoch 4 on"),
-        ([1.0, 0.5, 0.3, 0.2, 0.1, 0.05], [0.9, 0.5, 0.40, 0.40, 0.40, 0.40], "Overfitting from epoch 3 on"),
-        ([0.5, 0.30, 0.30, 0.30, 0.30], [0.5, 0.35, 0.35, 0.35, 0.35], "Plateau"),
-        ([0.5, 0.30, 0.30, 0.30, 0.30], [0.9, 0.8, 0.6, 0.5, 0.4], "Suspect the data"),
-        ([0.5, 0.4, float("nan")], [0.5, 0.4, 0.3], "Diverging: a loss is NaN"),
-        ([0.5, 0.4, 0.9, 2.0], [0.5, 0.4, 1.0, 2.5], "Diverging: both losses have risen"),
-        ([0.5], [0.6], "Too few epochs"),
-    ],
-)
-def test_diagnosis_reads_the_classic_curves(train, val, expected):
-    assert diagnose(train, val).startswith(expected)
-
-
 def test_confusion_matrix_counts_every_validation_image(fake_mnist):
     data = MNISTDataModule(str(fake_mnist), val_size=50, batch_size=64, eval_batch_size=20)
-    model = MNISTClassifier(net=ConvNet(channels=(4, 8), hidden=16), channels_last=False)
+    model = MNISTClassifier(SPEC, net=partial(ConvNet, channels=(4, 8), hidden=16), channels_last=False)
     figures = ValidationFigures(worst=4)
     trainer = quiet_trainer(max_epochs=2, callbacks=[figures])
     trainer.fit(model, data)
@@ -53,6 +36,18 @@ def test_confusion_matrix_counts_every_validation_image(fake_mnist):
         assert len(losses) == min(4, 50 - int(confusion.diag().sum()))
         assert (labels != predictions).all() and images.shape[1:] == (1, 28, 28)
         assert (losses[:-1] >= losses[1:]).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"every_n_epochs": -1}, "every_n_epochs must be 0 or more, got -1"),
+        ({"worst": 0}, "worst must be at least 1, got 0"),
+    ],
+)
+def test_impossible_arguments_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        ValidationFigures(**kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,14 @@ import torch
 from torch import nn
 
 from conftest import quiet_trainer
-from lit_mnist.data import MNISTDataModule
-from lit_mnist.errors import UserError
+from lit_mnist.data import SPEC, MNISTDataModule
+from lit_mnist.errors import ParameterError
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import MLP, ConvNet
 
 
 def test_seed_cnn_architecture():
-    net = ConvNet()
+    net = ConvNet(SPEC)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
@@ -26,33 +26,35 @@ def test_seed_cnn_architecture():
 
 
 def test_batch_norm_and_dropout_are_options():
-    net = ConvNet(batch_norm=True, dropout=0.3)
+    net = ConvNet(SPEC, batch_norm=True, dropout=0.3)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 2
     assert all(m.p == 0.3 for m in net.modules() if isinstance(m, nn.Dropout))
     assert not any(
-        isinstance(m, nn.BatchNorm2d | nn.Dropout) and getattr(m, "p", 1) > 0 for m in ConvNet().modules()
+        isinstance(m, nn.BatchNorm2d | nn.Dropout) and getattr(m, "p", 1) > 0 for m in ConvNet(SPEC).modules()
     )
 
 
 def test_label_smoothing_changes_the_loss():
     torch.manual_seed(0)
     batch = (torch.randn(8, 1, 28, 28), torch.arange(8))
-    plain, smooth = MNISTClassifier(), MNISTClassifier(label_smoothing=0.1)
+    plain, smooth = MNISTClassifier(SPEC), MNISTClassifier(SPEC, label_smoothing=0.1)
     smooth.load_state_dict(plain.state_dict())
     logits = plain(batch[0])
     expected = nn.functional.cross_entropy(logits, batch[1], label_smoothing=0.1)
     plain.log = smooth.log = lambda *args, **kwargs: None  # no trainer attached
-    assert torch.isclose(smooth.shared_step(batch, "train")[0], expected)
-    assert not torch.isclose(plain.shared_step(batch, "train")[0], expected)
+    assert torch.isclose(smooth.shared_step(batch, smooth.train_metrics)[0], expected)
+    assert not torch.isclose(plain.shared_step(batch, plain.train_metrics)[0], expected)
 
 
 def test_negative_multiplier_is_rejected():
-    with pytest.raises(UserError, match="features_lr_mult must be 0 or more"):
-        MNISTClassifier(features_lr_mult=-1)
+    with pytest.raises(ParameterError, match="features_lr_mult must be 0 or more"):
+        MNISTClassifier(SPEC, features_lr_mult=-1)
 
 
 def test_val_acc_best_ignores_sanity_check_and_tracks_the_max(fake_mnist):
-    model = MNISTClassifier(net=MLP(hidden=(32,)), optimizer=partial(torch.optim.Adam, lr=3e-3))
+    model = MNISTClassifier(
+        SPEC, net=partial(MLP, hidden=(32,)), optimizer=partial(torch.optim.Adam, lr=3e-3)
+    )
     seen = []
 
     class Watch(L.Callback):
@@ -75,7 +77,7 @@ def test_val_acc_best_ignores_sanity_check_and_tracks_the_max(fake_mnist):
 def test_the_model_learns_the_synthetic_digits(fake_mnist):
     torch.manual_seed(0)
     model = MNISTClassifier(
-        net=ConvNet(channels=(8, 16), hidden=32), optimizer=partial(torch.optim.Adam, lr=3e-3)
+        SPEC, net=partial(ConvNet, channels=(8, 16), hidden=32), optimizer=partial(torch.optim.Adam, lr=3e-3)
     )
     trainer = quiet_trainer(
         max_epochs=6,
@@ -87,7 +89,7 @@ def test_the_model_learns_the_synthetic_digits(fake_mnist):
 
 
 def test_predict_step_returns_labels_and_confidences():
-    model = MNISTClassifier().eval()
+    model = MNISTClassifier(SPEC).eval()
     out = model.predict_step((torch.randn(5, 1, 28, 28), torch.zeros(5, dtype=torch.long)), 0)
     assert out["prediction"].shape == (5,) and out["prediction"].dtype == torch.int64
     assert torch.allclose(out["probabilities"].sum(1), torch.ones(5))
@@ -96,7 +98,7 @@ def test_predict_step_returns_labels_and_confidences():
 
 def test_channels_last_gives_the_same_outputs():
     torch.manual_seed(0)
-    plain, fast = MNISTClassifier(channels_last=False), MNISTClassifier(channels_last=True)
+    plain, fast = MNISTClassifier(SPEC, channels_last=False), MNISTClassifier(SPEC, channels_last=True)
     fast.load_state_dict(plain.state_dict())
     conv2 = {
         name: [m for m in model.net.modules() if isinstance(m, nn.Conv2d)][1]
@@ -109,7 +111,9 @@ def test_channels_last_gives_the_same_outputs():
 
 
 def test_compile_keeps_the_checkpoint_keys():
-    assert MNISTClassifier(compile=True).state_dict().keys() == MNISTClassifier().state_dict().keys()
+    assert (
+        MNISTClassifier(SPEC, compile=True).state_dict().keys() == MNISTClassifier(SPEC).state_dict().keys()
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,7 +123,8 @@ def test_compile_keeps_the_checkpoint_keys():
 def test_learning_rate_scales_with_the_effective_batch(fake_mnist, scaling, batch_size, accumulate, factor):
     onecycle = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.5)
     model = MNISTClassifier(
-        net=MLP(hidden=(8,)),
+        SPEC,
+        net=partial(MLP, hidden=(8,)),
         optimizer=partial(torch.optim.SGD, lr=0.1),
         scheduler=onecycle,
         scheduler_interval="step",
@@ -134,7 +139,7 @@ def test_learning_rate_scales_with_the_effective_batch(fake_mnist, scaling, batc
 
 
 def test_vgg_style_stages():
-    net = ConvNet(channels=(32, 64), convs_per_stage=2, hidden=256, batch_norm=True)
+    net = ConvNet(SPEC, channels=(32, 64), convs_per_stage=2, hidden=256, batch_norm=True)
     convs = [(m.in_channels, m.out_channels) for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert convs == [(1, 32), (32, 32), (32, 64), (64, 64)]
     assert sum(isinstance(m, nn.MaxPool2d) for m in net.modules()) == 2
@@ -145,5 +150,5 @@ def test_vgg_style_stages():
     "kwargs", [{"channels": ()}, {"channels": (0, 8)}, {"convs_per_stage": 0}, {"dropout": 1.0}]
 )
 def test_impossible_convnet_is_rejected(kwargs):
-    with pytest.raises(UserError, match="ConvNet"):
-        ConvNet(**kwargs)
+    with pytest.raises(ParameterError, match=r"^(channels|convs_per_stage|dropout) "):
+        ConvNet(SPEC, **kwargs)

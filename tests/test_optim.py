@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from lit_mnist.data import SPEC
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import MLP, ConvNet
 from lit_mnist.optim import GroupSettings, LinearWarmup, WarmupCosine, head_of, param_groups
@@ -25,7 +26,9 @@ def group_ids(groups):
 
 
 @pytest.mark.parametrize(
-    "net", [ConvNet(), ConvNet(batch_norm=True, dropout=0.2), MLP()], ids=["cnn", "cnn-bn", "mlp"]
+    "net",
+    [ConvNet(SPEC), ConvNet(SPEC, batch_norm=True, dropout=0.2), MLP(SPEC)],
+    ids=["cnn", "cnn-bn", "mlp"],
 )
 def test_every_trainable_parameter_in_exactly_one_group(net):
     groups = param_groups(net, GroupSettings(), GroupSettings())
@@ -36,14 +39,14 @@ def test_every_trainable_parameter_in_exactly_one_group(net):
 
 
 def test_frozen_parameters_are_left_out():
-    net = ConvNet()
+    net = ConvNet(SPEC)
     net.features.requires_grad_(False)
     ids = set(group_ids(param_groups(net, GroupSettings(), GroupSettings())))
     assert ids == {id(p) for p in net.classifier.parameters()}
 
 
 def test_biases_and_norms_never_decay():
-    net = ConvNet(batch_norm=True)
+    net = ConvNet(SPEC, batch_norm=True)
     groups = param_groups(net, GroupSettings(weight_decay=0.1), GroupSettings(weight_decay=0.2))
     by_name = {g["name"]: g for g in groups}
     norm_and_bias = {
@@ -66,7 +69,7 @@ def test_head_without_classifier_attribute_is_the_last_layer():
 def test_group_learning_rates_are_base_times_multiplier(name):
     factory = OPTIMIZERS[name]
     model = MNISTClassifier(
-        optimizer=factory, features_lr_mult=0.1, classifier_lr_mult=2.0, classifier_weight_decay=0.01
+        SPEC, optimizer=factory, features_lr_mult=0.1, classifier_lr_mult=2.0, classifier_weight_decay=0.01
     )
     optimizer = model.configure_optimizers()
     assert isinstance(optimizer, factory.func)
@@ -85,7 +88,7 @@ def test_group_learning_rates_are_base_times_multiplier(name):
 
 
 def test_optimizer_arguments_reach_the_optimizer():
-    model = MNISTClassifier(optimizer=OPTIMIZERS["SGD+Nesterov"])
+    model = MNISTClassifier(SPEC, optimizer=OPTIMIZERS["SGD+Nesterov"])
     group = model.configure_optimizers().param_groups[0]
     assert group["momentum"] == 0.9 and group["nesterov"] is True
 

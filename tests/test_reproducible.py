@@ -1,12 +1,13 @@
 """The same seed gives the same run; another seed gives another."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
 
 from conftest import RANDOM_RUN, SMALL, quiet_trainer, run_cli
-from lit_mnist.data import MNISTDataModule
+from lit_mnist.data import SPEC, MNISTDataModule
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import ConvNet
 
@@ -48,7 +49,7 @@ def test_another_seed_other_weights_and_metrics(runs):
 
 def test_deterministic_trainer_sets_the_global_flag(fake_mnist):
     data = MNISTDataModule(str(fake_mnist), val_size=50, batch_size=64)
-    model = MNISTClassifier(net=ConvNet(channels=(4, 8), hidden=16), channels_last=False)
+    model = MNISTClassifier(SPEC, net=partial(ConvNet, channels=(4, 8), hidden=16), channels_last=False)
     quiet_trainer(deterministic=True, max_steps=1, limit_val_batches=0).fit(model, data)
     assert torch.are_deterministic_algorithms_enabled()
 

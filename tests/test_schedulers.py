@@ -7,7 +7,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from conftest import quiet_trainer
-from lit_mnist.data import MNISTDataModule
+from lit_mnist.data import SPEC, MNISTDataModule
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import MLP
 from lit_mnist.optim import LinearWarmup, WarmupCosineLR
@@ -29,7 +29,8 @@ class RecordLR(L.Callback):
 
 def fit(fake_mnist, scheduler, accumulate=1, **model_kwargs) -> list[dict[str, float]]:
     model = MNISTClassifier(
-        net=MLP(hidden=(16,)),
+        SPEC,
+        net=partial(MLP, hidden=(16,)),
         optimizer=partial(torch.optim.SGD, lr=BASE),
         scheduler=scheduler,
         **model_kwargs,

@@ -5,6 +5,7 @@ import inspect
 import math
 import random
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 import lightning as L
@@ -14,20 +15,23 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from lit_mnist.errors import UserError
+from lit_mnist.data import DataSpec
+from lit_mnist.errors import ParameterError
 from lit_mnist.nets import ConvNet
 from lit_mnist.optim import GroupSettings, param_groups, scale_group_lrs
 
-STAGES = ("train", "val", "test")
+# A net class (or any callable) that builds the net for the images a DataSpec describes.
+NetFactory = Callable[[DataSpec], nn.Module]
 
 
 class MNISTClassifier(L.LightningModule):
     def __init__(
         self,
-        net: nn.Module | None = None,
+        data: DataSpec | None = None,
+        net: NetFactory = ConvNet,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
@@ -38,7 +42,6 @@ class MNISTClassifier(L.LightningModule):
         features_weight_decay: float | None = None,
         classifier_weight_decay: float | None = None,
         label_smoothing: float = 0.0,
-        num_classes: int = 10,
         lr_scaling: Literal["none", "linear", "sqrt"] = "none",
         lr_reference_batch: int = 64,
         channels_last: bool = True,
@@ -46,7 +49,9 @@ class MNISTClassifier(L.LightningModule):
     ) -> None:
         """
         Args:
-            net: any nn.Module mapping (B, 1, 28, 28) to (B, num_classes); None is the seed ConvNet.
+            data: the images and classes (the datamodule's `spec`; the command line passes it).
+            net: a net class, or any callable, that takes `data` and returns an nn.Module mapping
+                (B, channels, height, width) to (B, num_classes); ConvNet is the seed CNN.
             optimizer: any torch.optim class with its arguments; lr and weight_decay are the base.
             scheduler: any torch.optim.lr_scheduler class with its arguments, or None.
                 A `total_steps` left unset is filled from the trainer; a scalar `max_lr`
@@ -59,7 +64,6 @@ class MNISTClassifier(L.LightningModule):
             features_weight_decay: weight decay of the feature extractor; None keeps the optimizer's.
             classifier_weight_decay: weight decay of the classifier; None keeps the optimizer's.
             label_smoothing: cross-entropy label smoothing, 0 for none.
-            num_classes: number of classes.
             lr_scaling: scale the learning rates (and a scheduler's max_lr) with the effective batch
                 (batch size x accumulation x devices) relative to `lr_reference_batch`:
                 "linear" by their ratio, "sqrt" by its square root, "none" not at all.
@@ -75,13 +79,13 @@ class MNISTClassifier(L.LightningModule):
             ("classifier_lr_mult", classifier_lr_mult),
         ):
             if value < 0:
-                raise UserError(f"--model.{name} must be 0 or more, got {value}")
+                raise ParameterError(self, name, f"must be 0 or more, got {value}")
         for name, value in (
             ("scheduler_frequency", scheduler_frequency),
             ("lr_reference_batch", lr_reference_batch),
         ):
             if value < 1:
-                raise UserError(f"--model.{name} must be at least 1, got {value}")
+                raise ParameterError(self, name, f"must be at least 1, got {value}")
         # Through the CLI this stores the config (class paths and arguments), so a checkpoint
         # rebuilds the same net, optimizer and scheduler. The logger gets them with the final
         # metrics at the end of the run instead of at its start.
@@ -89,7 +93,12 @@ class MNISTClassifier(L.LightningModule):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Attribute 'net' is an instance of `nn.Module`")
             self.save_hyperparameters(logger=False)
-        self.net = net if net is not None else ConvNet(num_classes=num_classes)
+        if data is None:
+            raise ParameterError(
+                self, "data", "is needed: the DataSpec of the images (a datamodule's `spec`)"
+            )
+        self.data = data
+        self.net = net(data)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         if compile:
@@ -100,46 +109,48 @@ class MNISTClassifier(L.LightningModule):
             GroupSettings(features_lr_mult, features_weight_decay),
             GroupSettings(classifier_lr_mult, classifier_weight_decay),
         )
-        for stage in STAGES:
-            # Updated every batch, logged once per epoch: per-step logging costs more than the update.
-            # No argument checks and no NaN filter: both would synchronise a GPU every step, and a
-            # NaN loss should show in the curve.
-            setattr(
-                self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-            )
-            setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
-        for metric in (self.train_acc, self.train_loss):
+        self.train_metrics, self.val_metrics, self.test_metrics = (
+            self._epoch_metrics(stage) for stage in ("train", "val", "test")
+        )
+        for metric in self.train_metrics.values():
             metric.persistent(True)  # a mid-epoch checkpoint carries the epoch's running numbers
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # a resumed run keeps its best so far
+
+    def _epoch_metrics(self, stage: str) -> MetricCollection:
+        """Mean loss and accuracy of a stage, updated every batch and logged once per epoch
+        (per-step logging costs more than the update). No argument checks and no NaN filter: both
+        would synchronise a GPU every step, and a NaN loss should show in the curve."""
+        metrics = {
+            "loss": MeanMetric(nan_strategy="disable"),
+            "acc": MulticlassAccuracy(self.data.num_classes, average="micro", validate_args=False),
+        }
+        return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
     def forward(self, images: Tensor) -> Tensor:
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
-    def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+    def shared_step(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection) -> tuple[Tensor, Tensor]:
         """The batch's mean loss and its logits; the stage's metrics are updated."""
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        getattr(self, f"{stage}_acc").update(logits, labels)
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(labels))
+        # each metric takes the keywords its update() names: loss the value, accuracy the logits
+        metrics.update(value=loss.detach(), weight=len(labels), preds=logits, target=labels)
         return loss, logits
 
-    def log_epoch(self, stage: str) -> Tensor:
-        """Log the stage's mean loss and accuracy over the epoch; returns the accuracy."""
-        values = {}
-        for name in ("loss", "acc"):
-            metric = getattr(self, f"{stage}_{name}")
-            values[name] = metric.compute()  # reduced across processes under DDP
-            metric.reset()
-            # the value is already reduced over processes; sync_dist keeps Lightning from warning
-            self.log(f"{stage}/{name}", values[name], prog_bar=stage != "train", sync_dist=True)
-        return values["acc"]
+    def log_epoch(self, metrics: MetricCollection, prog_bar: bool = True) -> dict[str, Tensor]:
+        """Log a stage's mean loss and accuracy over the epoch, and start the next epoch's."""
+        values = metrics.compute()  # reduced across processes under DDP
+        metrics.reset()
+        # the values are already reduced over processes; sync_dist keeps Lightning from warning
+        self.log_dict(values, prog_bar=prog_bar, sync_dist=True)
+        return values
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, _ = self.shared_step(batch, "train")
+        loss, _ = self.shared_step(batch, self.train_metrics)
         # self.log costs a large share of a small step: call it only on the steps the logger writes
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
@@ -147,11 +158,11 @@ class MNISTClassifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        _, logits = self.shared_step(batch, "val")
+        _, logits = self.shared_step(batch, self.val_metrics)
         return {"logits": logits.detach()}  # for callbacks (ValidationFigures)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.shared_step(batch, "test")
+        self.shared_step(batch, self.test_metrics)
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probabilities = self(batch[0]).softmax(dim=1)
@@ -159,17 +170,17 @@ class MNISTClassifier(L.LightningModule):
         return {"prediction": prediction, "confidence": confidence, "probabilities": probabilities}
 
     def on_train_epoch_end(self) -> None:
-        self.log_epoch("train")
+        self.log_epoch(self.train_metrics, prog_bar=False)
 
     def on_validation_epoch_end(self) -> None:
-        accuracy = self.log_epoch("val")
+        accuracy = self.log_epoch(self.val_metrics)["val/acc"]
         if self.trainer.sanity_checking:  # a few untrained batches are no "best"
             return
         self.val_acc_best.update(accuracy)
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
-        self.log_epoch("test")
+        self.log_epoch(self.test_metrics)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # dropout and augmentation draw from these: a resumed run continues with the same draws
@@ -193,7 +204,7 @@ class MNISTClassifier(L.LightningModule):
         try:
             optimizer = self.optimizer_factory(param_groups(self.net, *self.groups))
         except ValueError as err:  # torch.optim's own checks: "Invalid momentum value: -1"
-            raise UserError(f"--model.optimizer: {err}") from None
+            raise ParameterError(self, "optimizer", f"cannot be built: {err}") from None
         batch_factor = self.lr_batch_factor()
         scale_group_lrs(optimizer, batch_factor)
         if self.scheduler_factory is None:
@@ -202,7 +213,7 @@ class MNISTClassifier(L.LightningModule):
         try:
             scheduler = self.scheduler_factory(optimizer, **derived)
         except ValueError as err:
-            raise UserError(f"--model.scheduler: {err}") from None
+            raise ParameterError(self, "scheduler", f"cannot be built: {err}") from None
         config = {
             "scheduler": scheduler,
             "interval": self.hparams.scheduler_interval,
@@ -219,7 +230,7 @@ class MNISTClassifier(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         batch_size = getattr(getattr(datamodule, "hparams", None), "batch_size", None)
         if batch_size is None:
-            raise UserError("--model.lr_scaling needs a datamodule with a batch_size")
+            raise ParameterError(self, "lr_scaling", "needs a datamodule with a batch_size")
         effective = batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size
         ratio = effective / self.hparams.lr_reference_batch
         return ratio if self.hparams.lr_scaling == "linear" else math.sqrt(ratio)
@@ -237,10 +248,10 @@ class MNISTClassifier(L.LightningModule):
             else:
                 intervals = self.trainer.max_epochs
             if intervals is None or intervals < 1 or math.isinf(intervals):
-                raise UserError(
-                    "the scheduler needs total_steps: set it, or bound the run with "
-                    "--trainer.max_epochs / --trainer.max_steps"
-                )
+                raise ParameterError(
+                    self, "scheduler", "needs total_steps: set it, or bound the run with the trainer's "
+                    "max_epochs or max_steps",
+                )  # fmt: skip
             derived["total_steps"] = math.ceil(intervals / self.hparams.scheduler_frequency)
         if isinstance(given.get("max_lr"), int | float):
             derived["max_lr"] = [

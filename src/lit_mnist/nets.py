@@ -1,17 +1,24 @@
-"""Plain networks. Each splits into `features` and `classifier`, the two parameter groups."""
+"""Plain networks, built for the images a datamodule describes (`DataSpec`: channels, height,
+width, number of classes). Each splits into `features` and `classifier`, the two parameter groups.
+
+A net of your own takes the spec as its first argument: `MyNet(data: DataSpec, ...)`, and is named
+on the command line as `--model.net=my_package.MyNet`.
+"""
 
 from torch import Tensor, nn
 
-from lit_mnist.errors import UserError
+from lit_mnist.data import DataSpec
+from lit_mnist.errors import ParameterError
 
 
 class ConvNet(nn.Module):
-    """The seed CNN: conv32-conv64 (3x3, each followed by ReLU and 2x2 max-pool), fc128, fc10.
+    """The seed CNN: conv32-conv64 (3x3, each followed by ReLU and 2x2 max-pool), fc128, then one
+    output per class.
 
     Args:
+        data: the images it reads.
         channels: output channels of each stage; every stage ends in a 2x2 max-pool.
         hidden: width of the hidden fully connected layer.
-        num_classes: number of outputs.
         batch_norm: batch norm after every convolution and the hidden layer.
         dropout: dropout before each fully connected layer.
         convs_per_stage: 3x3 convolutions per stage (1 in the seed CNN); 2 makes a VGG-style net.
@@ -19,22 +26,27 @@ class ConvNet(nn.Module):
 
     def __init__(
         self,
+        data: DataSpec,
         channels: tuple[int, ...] = (32, 64),
         hidden: int = 128,
-        num_classes: int = 10,
         batch_norm: bool = False,
         dropout: float = 0.0,
         convs_per_stage: int = 1,
     ) -> None:
         super().__init__()
-        if not channels or min(channels) < 1 or hidden < 1 or convs_per_stage < 1 or len(channels) > 4:
-            raise UserError(
-                "ConvNet needs 1 to 4 stages of at least 1 channel, hidden >= 1 and convs_per_stage >= 1"
-            )
+        pooled = min(data.height, data.width) >> len(channels)
+        if not channels or min(channels) < 1 or pooled < 1:
+            raise ParameterError(
+                self, "channels", f"must name 1 or more stages of at least 1 channel, each halving the "
+                f"{data.height}x{data.width} image, got {list(channels)}",
+            )  # fmt: skip
+        for name, value in (("hidden", hidden), ("convs_per_stage", convs_per_stage)):
+            if value < 1:
+                raise ParameterError(self, name, f"must be at least 1, got {value}")
         if not 0 <= dropout < 1:
-            raise UserError(f"ConvNet dropout must be in [0, 1), got {dropout}")
+            raise ParameterError(self, "dropout", f"must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = []
-        in_channels = 1
+        in_channels = data.channels
         for out_channels in channels:
             for _ in range(convs_per_stage):
                 # A conv bias is redundant right before batch norm, which has its own shift.
@@ -45,15 +57,15 @@ class ConvNet(nn.Module):
                 in_channels = out_channels
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
-        side = 28 // 2 ** len(channels)
+        flat = in_channels * (data.height >> len(channels)) * (data.width >> len(channels))
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(dropout),
-            nn.Linear(in_channels * side * side, hidden),
+            nn.Linear(flat, hidden),
             nn.BatchNorm1d(hidden) if batch_norm else nn.Identity(),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
+            nn.Linear(hidden, data.num_classes),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -61,19 +73,19 @@ class ConvNet(nn.Module):
 
 
 class MLP(nn.Module):
-    """A fully connected baseline: 784 -> hidden layers -> 10."""
+    """A fully connected baseline: every pixel -> hidden layers -> one output per class."""
 
-    def __init__(
-        self, hidden: tuple[int, ...] = (256, 128), num_classes: int = 10, dropout: float = 0.0
-    ) -> None:
+    def __init__(self, data: DataSpec, hidden: tuple[int, ...] = (256, 128), dropout: float = 0.0) -> None:
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ParameterError(self, "dropout", f"must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.Flatten()]
-        width = 28 * 28
+        width = data.channels * data.height * data.width
         for size in hidden:
             layers += [nn.Linear(width, size), nn.ReLU(inplace=True), nn.Dropout(dropout)]
             width = size
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(width, num_classes)
+        self.classifier = nn.Linear(width, data.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from lit_mnist.callbacks.divergence import diverged
-from lit_mnist.errors import UserError
+from lit_mnist.errors import ParameterError
 
 
 class LastCheckpoint(Checkpoint):
@@ -23,7 +23,7 @@ class LastCheckpoint(Checkpoint):
 
     def __init__(self, every_n_steps: int = 0) -> None:
         if every_n_steps < 0:
-            raise UserError(f"--save_every_n_steps must be 0 or more, got {every_n_steps}")
+            raise ParameterError(self, "every_n_steps", f"must be 0 or more, got {every_n_steps}")
         self.every_n_steps = every_n_steps
         self.dirpath: Path | None = None
         self._saved_step = -1

@@ -3,10 +3,8 @@
 import lightning as L
 import torch
 
-from lit_mnist.errors import UserError
 
-
-class Diverged(UserError):
+class Diverged(RuntimeError):
     """Training produced a non-finite loss."""
 
 

@@ -3,13 +3,14 @@
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from lit_mnist.errors import UserError
+from lit_mnist.errors import ParameterError
 
 
-class EMA(EMAWeightAveraging):
+class EMA(WeightAveraging):
     """An exponential moving average of the weights and batch-norm statistics, updated after every
     optimizer step: `average = decay * average + (1 - decay) * weights`.
 
@@ -23,14 +24,22 @@ class EMA(EMAWeightAveraging):
 
     Args:
         decay: weight of the old average per step; about 1 / (1 - decay) steps are remembered.
-        update_starting_at_step: first optimizer step (from 0) that updates the average; before it
-            the average only copies the weights. None: from the first step.
+        update_starting_at_step: first optimizer step (from 0) that updates the average; that
+            update copies the weights, and until then the average (and so validation) holds the
+            weights the fit started with. None: from the first step.
     """
 
     def __init__(self, decay: float = 0.999, update_starting_at_step: int | None = None) -> None:
         if not 0 < decay < 1:
-            raise UserError(f"EMA decay must be between 0 and 1, got {decay}")
-        super().__init__(decay=decay, update_starting_at_step=update_starting_at_step)
+            raise ParameterError(self, "decay", f"must be between 0 and 1, got {decay}")
+        # One batched torch._foreach update per step instead of one update per tensor; buffers
+        # (batch-norm statistics) are averaged too, WeightAveraging's default.
+        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.update_starting_at_step = update_starting_at_step
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        start = self.update_starting_at_step
+        return step_idx is not None and (start is None or step_idx >= start)
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]

@@ -3,8 +3,9 @@
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics.classification import MulticlassConfusionMatrix
 
-from lit_mnist.errors import UserError
+from lit_mnist.errors import ParameterError
 
 
 class ValidationFigures(L.Callback):
@@ -18,10 +19,14 @@ class ValidationFigures(L.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1, worst: int = 16) -> None:
-        if every_n_epochs < 0 or worst < 1:
-            raise UserError("--figures.every_n_epochs must be 0 or more and --figures.worst at least 1")
+        if every_n_epochs < 0:
+            raise ParameterError(self, "every_n_epochs", f"must be 0 or more, got {every_n_epochs}")
+        if worst < 1:
+            raise ParameterError(self, "worst", f"must be at least 1, got {worst}")
         self.every_n_epochs, self.worst = every_n_epochs, worst
+        # (true, predicted) counts of the last drawn epoch, summed over every process
         self.confusion: torch.Tensor | None = None
+        self._counter: MulticlassConfusionMatrix | None = None
         self._worst: tuple[torch.Tensor, ...] | None = None
 
     def _active(self, trainer: L.Trainer) -> bool:
@@ -29,16 +34,18 @@ class ValidationFigures(L.Callback):
         return bool(every) and not trainer.sanity_checking and (trainer.current_epoch + 1) % every == 0
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        classes = pl_module.hparams.get("num_classes", 10)
-        self.confusion = torch.zeros(classes, classes, dtype=torch.long, device=pl_module.device)
-        self._worst = None
+        self._counter, self._worst = None, None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not self._active(trainer) or not isinstance(outputs, dict) or "logits" not in outputs:
             return
         logits, (images, labels) = outputs["logits"].float(), batch
+        if self._counter is None:
+            # the logits' width is the class count the predictions can take
+            classes = logits.shape[1]
+            self._counter = MulticlassConfusionMatrix(classes, validate_args=False).to(logits.device)
         predictions = logits.argmax(1)
-        self.confusion += count_confusion(labels, predictions, self.confusion.shape[0])
+        self._counter.update(predictions, labels)
         wrong = predictions != labels
         if not wrong.any():
             return
@@ -50,9 +57,9 @@ class ValidationFigures(L.Callback):
         self._worst = tuple(t[keep] for t in found)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._active(trainer):
+        if not self._active(trainer) or self._counter is None:
             return
-        self.confusion = trainer.strategy.reduce(self.confusion, reduce_op="sum")  # every process
+        self.confusion = self._counter.compute()  # a collective: every process sums its counts in
         logger = trainer.logger
         if not trainer.is_global_zero or not isinstance(logger, TensorBoardLogger):
             return
@@ -60,11 +67,6 @@ class ValidationFigures(L.Callback):
         logger.experiment.add_figure("val/confusion_matrix", confusion_figure(self.confusion.cpu()), step)
         if self._worst is not None:
             logger.experiment.add_figure("val/worst_misclassified", worst_figure(*self._worst), step)
-
-
-def count_confusion(labels: torch.Tensor, predictions: torch.Tensor, classes: int) -> torch.Tensor:
-    """(classes, classes) counts: row the true class, column the predicted one."""
-    return torch.bincount(labels * classes + predictions, minlength=classes**2).view(classes, classes)
 
 
 def confusion_figure(confusion: torch.Tensor, title: str = "Validation confusion matrix"):

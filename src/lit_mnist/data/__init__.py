@@ -1,9 +1,13 @@
-"""Data: the MNIST datamodule, the loading machinery behind it and on-device augmentation."""
+"""Data: the MNIST datamodule, the loading machinery behind it and on-device augmentation. The
+datamodule describes its images with a `DataSpec` that the model, the nets and the tools read."""
 
-from lit_mnist.data.augment import MEAN, STD, normalize, random_affine
+from lit_mnist.data.augment import random_affine
 from lit_mnist.data.loading import EpochSampler, GatherBatch, ResumableLoader, index_batch
 from lit_mnist.data.mnist import (
     FILES,
+    MEAN,
+    SPEC,
+    STD,
     DataError,
     MNISTDataModule,
     load_split,
@@ -11,12 +15,15 @@ from lit_mnist.data.mnist import (
     raw_folder,
     read_idx,
 )
+from lit_mnist.data.spec import DataSpec
 
 __all__ = [
     "FILES",
     "MEAN",
+    "SPEC",
     "STD",
     "DataError",
+    "DataSpec",
     "EpochSampler",
     "GatherBatch",
     "MNISTDataModule",
@@ -24,7 +31,6 @@ __all__ = [
     "index_batch",
     "load_split",
     "missing_files",
-    "normalize",
     "random_affine",
     "raw_folder",
     "read_idx",

@@ -1,19 +1,10 @@
-"""Pixels to the net's input, on the device: normalisation and random affine augmentation."""
+"""Augmentation of whole batches on the device."""
 
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-# Mean and standard deviation of the 60k MNIST training pixels, scaled to [0, 1].
-MEAN, STD = 0.1307, 0.3081
-
-
-def normalize(images: Tensor) -> Tensor:
-    """Pixels in 0..255 (uint8, or float from `random_affine`) to float with the training set's
-    mean and std: (x / 255 - MEAN) / STD."""
-    return images.float().sub(255 * MEAN).div_(255 * STD)
 
 
 def random_affine(images: Tensor, degrees: float, shift: float, scale: float) -> Tensor:

@@ -8,13 +8,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from lit_mnist.errors import UserError
+from lit_mnist.data.mnist import DataError
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MIN_SIDE = 8  # smaller images hold too few pixels to be a digit
 
 
-class ImageError(UserError):
+class ImageError(DataError):
     """An input that cannot be made into a digit, named with the reason."""
 
 
@@ -26,9 +26,9 @@ def image_files(path: str | Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
         if not files:
-            raise ImageError(f"--data.predict_path {path}: no image files ({', '.join(sorted(SUFFIXES))})")
+            raise ImageError(f"{path}: no image files ({', '.join(sorted(SUFFIXES))})")
         return files
-    raise ImageError(f"--data.predict_path {path}: no such file or folder")
+    raise ImageError(f"{path}: no such file or folder")
 
 
 def load_digit(path: Path) -> tuple[Tensor, list[str]]:

@@ -8,10 +8,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lit_mnist.data.augment import normalize, random_affine
+from lit_mnist.data.augment import random_affine
 from lit_mnist.data.loading import EpochSampler, GatherBatch, ResumableLoader, index_batch
-from lit_mnist.errors import UserError
+from lit_mnist.data.spec import DataSpec
+from lit_mnist.errors import ParameterError
 
+# Mean and standard deviation of the 60k training pixels, scaled to [0, 1].
+MEAN, STD = 0.1307, 0.3081
+SPEC = DataSpec(channels=1, height=28, width=28, num_classes=10, mean=(MEAN,), std=(STD,))
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -19,8 +23,8 @@ FILES = {
 _IDX_UBYTE = 0x08
 
 
-class DataError(UserError):
-    """A problem with the user's data or data settings, told in one line."""
+class DataError(ValueError):
+    """Data files that cannot be used, named with what is wrong with them."""
 
 
 def raw_folder(data_dir: str | Path) -> Path:
@@ -56,19 +60,24 @@ def read_idx(path: Path) -> Tensor:
 
 
 def load_split(data_dir: str | Path, split: str) -> tuple[Tensor, Tensor]:
-    """Images (N, 28, 28) uint8 and labels (N,) int64 of the official `train` or `test` split."""
+    """Images (N, H, W) uint8 and labels (N,) int64 of the official `train` or `test` split."""
     images_file, labels_file = (raw_folder(data_dir) / name for name in FILES[split])
     images, labels = read_idx(images_file), read_idx(labels_file)
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataError(f"{images_file} holds {tuple(images.shape)} instead of N x 28 x 28 images")
+    side = (SPEC.height, SPEC.width)
+    if images.ndim != 3 or images.shape[1:] != side:
+        raise DataError(
+            f"{images_file} holds {tuple(images.shape)} instead of N x {side[0]} x {side[1]} images"
+        )
     if labels.ndim != 1:
         raise DataError(f"{labels_file} holds an array of shape {tuple(labels.shape)}, not a list of labels")
     if len(labels) != len(images):
         raise DataError(
             f"{labels_file} has {len(labels)} labels for {len(images)} images in {images_file.name}"
         )
-    if len(labels) and int(labels.max()) > 9:
-        raise DataError(f"{labels_file} has labels outside 0-9 (max {int(labels.max())})")
+    if len(labels) and int(labels.max()) >= SPEC.num_classes:
+        raise DataError(
+            f"{labels_file} has labels outside 0-{SPEC.num_classes - 1} (max {int(labels.max())})"
+        )
     return images, labels.long()
 
 
@@ -119,19 +128,23 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
-                raise DataError(f"--data.{name} must be at least 1, got {value}")
-        if min(augment_degrees, augment_shift, augment_scale) < 0 or augment_scale >= 1:
-            raise DataError("--data.augment_* must be 0 or more, and augment_scale below 1")
+                raise ParameterError(self, name, f"must be at least 1, got {value}")
+        for name, value in (("augment_degrees", augment_degrees), ("augment_shift", augment_shift)):
+            if value < 0:
+                raise ParameterError(self, name, f"must be 0 or more, got {value}")
+        if not 0 <= augment_scale < 1:
+            raise ParameterError(self, "augment_scale", f"must be in [0, 1), got {augment_scale}")
         if num_workers < 0:
-            raise DataError(f"--data.num_workers must be 0 or more, got {num_workers}")
+            raise ParameterError(self, "num_workers", f"must be 0 or more, got {num_workers}")
         if num_workers == 0 and (persistent_workers or prefetch_factor is not None):
-            raise DataError(
-                "--data.persistent_workers and --data.prefetch_factor need --data.num_workers > 0"
+            raise ParameterError(
+                self, "num_workers", "must be above 0 for persistent_workers or prefetch_factor"
             )
         self.save_hyperparameters(logger=False)
         # The official train images followed by the official test images: indices 60000 and up are
         # the test set. One pair of tensors serves every stage with the same gather.
-        self.images = torch.empty(0, 28, 28, dtype=torch.uint8)
+        self.spec = SPEC
+        self.images = torch.empty(0, SPEC.height, SPEC.width, dtype=torch.uint8)
         self.labels = torch.empty(0, dtype=torch.long)
         self.train_idx = self.val_idx = self.test_idx = torch.empty(0, dtype=torch.long)
         self._on_device: dict[torch.device, tuple[Tensor, Tensor]] = {}
@@ -142,13 +155,14 @@ class MNISTDataModule(L.LightningDataModule):
         missing = missing_files(self.hparams.data_dir)
         if not missing:
             return
-        folder = raw_folder(self.hparams.data_dir)
+        data_dir, folder = self.hparams.data_dir, raw_folder(self.hparams.data_dir)
         fix = (
             f"put the four MNIST IDX files ({', '.join(f for p in FILES.values() for f in p)}) "
-            f"in {folder}, or point --data.data_dir (DATA_DIR= with make) at the folder holding MNIST/raw"
+            f"in {folder} (the download fetches them), or set it to the folder that holds MNIST/raw"
         )
         if not self.hparams.download:
-            raise DataError(f"MNIST files missing in {folder}: {', '.join(missing)}; {fix}")
+            raise ParameterError(self, "data_dir", f"{data_dir}: MNIST files missing in {folder}: "
+                                 f"{', '.join(missing)}; {fix}")  # fmt: skip
         from torchvision.datasets import MNIST
 
         try:
@@ -156,9 +170,11 @@ class MNISTDataModule(L.LightningDataModule):
                 MNIST(self.hparams.data_dir, train=train, download=True)
         except Exception as err:  # torchvision raises several kinds when no mirror answers
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataError(
-                f"MNIST files missing in {folder} ({', '.join(missing)}) and the download "
-                f"failed ({reason}); {fix}"
+            raise ParameterError(
+                self,
+                "data_dir",
+                f"{data_dir}: MNIST files missing in {folder} ({', '.join(missing)}) "
+                f"and the download failed ({reason}); {fix}",
             ) from err
 
     def setup(self, stage: str) -> None:
@@ -169,7 +185,7 @@ class MNISTDataModule(L.LightningDataModule):
         )
         n, val_size = len(train_labels), self.hparams.val_size
         if not 0 < val_size < n:
-            raise DataError(f"--data.val_size must be between 1 and {n - 1}, got {val_size}")
+            raise ParameterError(self, "val_size", f"must be between 1 and {n - 1}, got {val_size}")
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
         self.val_idx, self.train_idx = order[:val_size].sort().values, order[val_size:].sort().values
         self.test_idx = torch.arange(n, n + len(test_labels))
@@ -216,11 +232,15 @@ class MNISTDataModule(L.LightningDataModule):
             return self.test_dataloader()
         from lit_mnist.data.images import ImageError, load_digits
 
-        self.predict_files, images, self.predict_notes, self.predict_rejected = load_digits(
-            self.hparams.predict_path
-        )
+        try:
+            self.predict_files, images, self.predict_notes, self.predict_rejected = load_digits(
+                self.hparams.predict_path
+            )
+        except ImageError as err:
+            raise ParameterError(self, "predict_path", str(err)) from None
         if not self.predict_files:
-            raise ImageError(f"no image could be read: {'; '.join(self.predict_rejected.values())}")
+            reasons = "; ".join(self.predict_rejected.values())
+            raise ParameterError(self, "predict_path", f"no image could be read: {reasons}")
         labels = torch.full((len(images),), -1)  # unknown
         return DataLoader(
             list(range(len(images))),
@@ -243,7 +263,7 @@ class MNISTDataModule(L.LightningDataModule):
         ):
             # before normalising, so the pixels moved in from outside are 0 (background)
             images = random_affine(images.float(), hp.augment_degrees, hp.augment_shift, hp.augment_scale)
-        return normalize(images), labels
+        return self.spec.normalize(images), labels
 
     def _gather_on_device(self, index: Tensor) -> tuple[Tensor, Tensor]:
         if index.device not in self._on_device:  # copied once per device

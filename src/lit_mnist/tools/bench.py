@@ -1,6 +1,6 @@
 """Training speed of the template against plain PyTorch, measured in one run on one machine.
 
-    python src/lit_mnist/tools/bench.py --data-dir data        (or: make bench DATA_DIR=...)
+    lit-mnist bench [--data.data_dir=data] [--cases abcdf] [--output docs/bench.md]      (or: make bench)
 
 Cases, each in its own process with the same thread count:
   a  the tutorial loop: torchvision MNIST with ToTensor+Normalize per sample, batch 64, fp32
@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[3]
+from lit_mnist.errors import UserError
+from lit_mnist.tools import PROJECT_ROOT, add_data_dir, fail, parser_for
+from lit_mnist.tools.progress import Progress
+
 TARGET = 0.99
 CASES = {
     "a": "tutorial loop: torchvision per-sample ToTensor+Normalize, batch 64, fp32",
@@ -215,7 +219,7 @@ def case_lightning(args, configs: list[str], extra: tuple[str, ...] = (), evalua
                 trainer.should_stop = True
 
     with tempfile.TemporaryDirectory() as logs:
-        flags = [f"--config={ROOT / c}" for c in configs] + [
+        flags = [f"--config={PROJECT_ROOT / c}" for c in configs] + [
             f"--data.data_dir={args.data_dir}",
             f"--threads={args.threads}",
             f"--trainer.logger.init_args.save_dir={logs}",
@@ -260,7 +264,6 @@ def case_features(args) -> dict:
 def run_case(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    sys.path.insert(0, str(ROOT / "src"))
     if args.case in CONFIGS:
         result = case_lightning(args, CONFIGS[args.case])
     elif args.case == "f":
@@ -351,41 +354,52 @@ def table(results: dict, args) -> str:
     return "\n".join(header + rows + [""] + ratios) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-dir", default="data", help="folder holding MNIST/raw")
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    from lit_mnist.data import MNISTDataModule
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = parser_for(prog, __doc__)
+    add_data_dir(parser)
     parser.add_argument(
         "--cases", default="abcdf", help="which cases to run, e.g. 'bc' (f: each speed option)"
     )
-    parser.add_argument("--feature-samples", type=int, default=12800, help="images per timed epoch in case f")
+    parser.add_argument("--feature_samples", type=int, default=12800, help="images per timed epoch in case f")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads in every case")
-    parser.add_argument("--min-epochs", type=int, default=3, help="epochs at least, for the median")
+    parser.add_argument("--min_epochs", type=int, default=3, help="epochs at least, for the median")
     parser.add_argument(
-        "--max-epochs", type=int, default=10, help="epochs at most (a, b; c and d stop at their config's)"
+        "--max_epochs", type=int, default=10, help="epochs at most (a, b; c and d stop at their config's)"
     )
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=PROJECT_ROOT / "docs" / "bench.md",
+        help="the report (default: docs/bench.md)",
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.data_dir = str(Path(args.data_dir).resolve())
     if args.case:
         run_case(args)
         return
-    missing = [c for c in args.cases if c not in CASES]
-    if missing:
-        sys.exit(f"error: unknown case(s) {''.join(missing)}; choose from {''.join(CASES)}")
-    args.command = "python src/lit_mnist/tools/bench.py " + " ".join(
-        a if " " not in a else repr(a) for a in sys.argv[1:]
-    )
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        fail(f"unknown case(s) {''.join(unknown)}; choose from {''.join(CASES)}")
+    try:
+        MNISTDataModule(data_dir=args.data_dir).prepare_data()  # the download, or one clear line
+    except UserError as err:
+        fail(str(err))
+    args.command = shlex.join(["lit-mnist", "bench", *argv])
     results = {}
+    progress = Progress(len(args.cases))
     for key in args.cases:
         print(f"case {key}: {CASES[key]} ...", flush=True)
+        # the data root resolved here: the case runs from the project root
+        case_argv = [*argv, "--case", key, f"--data.data_dir={args.data_dir}"]
         child = subprocess.run(
-            [sys.executable, __file__, "--case", key, *sys.argv[1:]],
+            [sys.executable, "-m", "lit_mnist.tools.bench", *case_argv],
             capture_output=True,
             text=True,
-            cwd=ROOT,
+            cwd=PROJECT_ROOT,
         )
         lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
         if child.returncode != 0 or not lines:
@@ -396,9 +410,10 @@ def main() -> None:
             print(
                 f"  {statistics.median(r['epoch_seconds']):.2f} s/epoch, test acc {r['test_acc']}", flush=True
             )
+        progress.done(f"case {key}")
     report = table(results, args)
-    Path(args.out).write_text("# Benchmark: the template against plain PyTorch\n\n" + report)
-    print("\n" + report + f"\nwritten to {args.out}")
+    args.output.write_text("# Benchmark: the template against plain PyTorch\n\n" + report)
+    print("\n" + report + f"\nwritten to {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,26 @@
 """`make compare`: the classic optimizers on the seed CNN, same budget, same seed.
 
-    python -m lit_mnist.tools.compare [--epochs 4] [--seed 0] [--optimizers sgd adam ...] [-- extra flags]
+    lit-mnist compare [--epochs 4] [--seed 0] [--optimizers sgd adam ...] [--data.data_dir=data] [fit flags]
 
 Each optimizer trains configs/default.yaml with its usual learning rate in its own process, logged
 to one parent folder (logs/compare/<time>/<optimizer>) so TensorBoard overlays the curves. Then
 compare.md (best validation accuracy, test accuracy, epochs to 98.5% validation accuracy, wall
-time) and compare.png (every validation curve) are written to that folder. Flags after `--` go to
-every run.
+time) and compare.png (every validation curve) are written to that folder. Every flag not listed
+below goes to each `lit-mnist fit` run (e.g. --trainer.max_steps=5 --data.batch_size=128).
 """
 
-import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from lit_mnist.tools import PROJECT_ROOT, add_data_dir, fail, fit_flags, parser_for
 from lit_mnist.tools.events import read_scalars
+from lit_mnist.tools.progress import Progress
 
-CONFIG = Path(__file__).resolve().parents[3] / "configs" / "default.yaml"
+CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 # name: (class, arguments). The learning rates are the customary starting points: torch's
 # defaults where they are usable (Adagrad 0.01, Adadelta 1.0, Adam/AdamW 1e-3), 0.01 for SGD
 # with and without momentum, and 1e-3 for RMSprop (torch's 0.01 is known to be too high for CNNs).
@@ -43,7 +45,7 @@ def optimizer_flags(name: str) -> list[str]:
     return flags
 
 
-def train(name: str, args, parent: Path, extra: list[str]) -> None:
+def train(name: str, args, parent: Path, passed_on: list[str]) -> None:
     command = [
         sys.executable, "-m", "lit_mnist", "fit", f"--config={_relative(CONFIG)}",
         *optimizer_flags(name),
@@ -55,9 +57,9 @@ def train(name: str, args, parent: Path, extra: list[str]) -> None:
         f"--trainer.logger.init_args.version={name}",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
-        *extra,
+        *passed_on,
     ]  # fmt: skip
-    print(f"=== {name}: {' '.join(command[2:])}", flush=True)
+    print(f"=== {name}: {shlex.join(['lit-mnist', *command[3:]])}", flush=True)
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         print(result.stdout[-2000:] + result.stderr[-3000:], file=sys.stderr)
@@ -131,30 +133,35 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = parser_for(prog, __doc__)
     parser.add_argument("--epochs", type=int, default=4, help="the budget: epochs per optimizer")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default="data", help="the folder holding MNIST/raw")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of every run (--seed_everything)")
+    add_data_dir(parser)
     parser.add_argument("--logs", type=Path, default=Path("logs"), help="runs go to <logs>/compare/<time>/")
-    parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZERS), default=list(OPTIMIZERS))
-    args = parser.parse_args(own)
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        choices=list(OPTIMIZERS),
+        default=list(OPTIMIZERS),
+        metavar="NAME",
+        help=f"the optimizers to train (default: all): {' '.join(OPTIMIZERS)}",
+    )
+    args, passed_on = fit_flags(parser, argv, seed_flag="--seed")
     if args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+        fail(f"--epochs must be at least 1, got {args.epochs}")
     parent = args.logs / "compare" / time.strftime("%Y%m%d-%H%M%S")
     if parent.exists():
-        parser.error(f"{parent} exists already")
+        fail(f"{parent} exists already: wait a second and run again")
+    progress = Progress(len(args.optimizers))
     for name in args.optimizers:
-        train(name, args, parent, extra)
+        train(name, args, parent, passed_on)
+        progress.done(name)
     rows = [summarize(name, parent / name) for name in args.optimizers]
     text = (
         f"Seed CNN (configs/default.yaml), {args.epochs} epochs per optimizer, seed {args.seed}.\n"
-        f"Command: python -m lit_mnist.tools.compare {' '.join(argv)}\n\n{table(rows, args.epochs)}\n\n"
+        f"Command: {shlex.join(['lit-mnist', 'compare', *argv])}\n\n{table(rows, args.epochs)}\n\n"
         f"![validation curves](compare.png)\n"
     )
     (parent / "compare.md").write_text(text)

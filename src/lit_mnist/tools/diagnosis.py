@@ -6,17 +6,43 @@ import math
 FLAT = 0.02
 # a validation loss this far above its lowest value has turned: overfitting, not noise
 TURNED = 0.10
+# a learning rate at most this fraction of its peak: the schedule has annealed it, it is done
+SCHEDULE_FINISHED = 0.05
+# with the schedule finished and the validation loss flat, a training loss that fell less than
+# this fraction over the last epochs is settling into the minimum, not overfitting
+SETTLING = 0.10
+
+
+def _change(values: list[float], window: int) -> float:
+    before, now = values[-1 - window], values[-1]
+    return (now - before) / max(abs(before), 1e-12)
 
 
 def _trend(values: list[float], window: int) -> str:
-    before, now = values[-1 - window], values[-1]
-    change = (now - before) / max(abs(before), 1e-12)
+    change = _change(values, window)
     return "falling" if change < -FLAT else "rising" if change > FLAT else "flat"
 
 
-def diagnose(train_loss: list[float], val_loss: list[float], unit: str = "epoch") -> str:
+def _annealed(learning_rates: list[float] | None) -> str | None:
+    """How far the schedule brought the learning rate down, when it is finished; else None."""
+    if not learning_rates or max(learning_rates) <= 0:
+        return None
+    last, peak = learning_rates[-1], max(learning_rates)
+    if last > SCHEDULE_FINISHED * peak:
+        return None
+    return f"lr {last:.2g}, {100 * last / peak:.2g}% of its peak"
+
+
+def diagnose(
+    train_loss: list[float],
+    val_loss: list[float],
+    unit: str = "epoch",
+    learning_rates: list[float] | None = None,
+) -> str:
     """One paragraph from the train and validation losses of each epoch (oldest first); `unit`
-    names what one point is ("epoch", or "evaluation" when validation runs within epochs)."""
+    names what one point is ("epoch", or "evaluation" when validation runs within epochs).
+    `learning_rates` is the learning rate over the run (oldest first, any sampling): a finished
+    schedule turns a plateau into convergence, where lowering the learning rate is no advice."""
     losses = train_loss + val_loss
     if any(not math.isfinite(v) for v in losses):
         return "Diverging: a loss is NaN or infinite. The learning rate is too high, or there is a bug."
@@ -32,6 +58,18 @@ def diagnose(train_loss: list[float], val_loss: list[float], unit: str = "epoch"
     best = val_loss.index(min(val_loss)) + 1
     over = f"last {window} {unit}s"
     turned = best < len(val_loss) and val_loss[-1] > (1 + TURNED) * val_loss[best - 1]
+    annealed = _annealed(learning_rates)
+    settling = train == "falling" and not turned and _change(train_loss, window) > -SETTLING
+    if annealed and val == "flat" and (train == "flat" or settling):
+        losses_now = (
+            "both losses are flat"
+            if train == "flat"
+            else "the validation loss is flat while the training loss still falls slightly"
+        )
+        return (
+            f"Converged: the learning-rate schedule has finished ({annealed}) and {losses_now} over "
+            f"the {over}. To go further: more epochs or a larger model, not a lower learning rate."
+        )
     if train == "falling" and (turned or val in ("flat", "rising")):
         return (
             f"Overfitting from {unit} {best + 1 if turned else best} on: the training loss keeps "
@@ -59,9 +97,21 @@ def diagnose(train_loss: list[float], val_loss: list[float], unit: str = "epoch"
     return f"Mixed: the training loss is {train} and the validation loss {val} over the {over}."
 
 
+def learning_rates(scalars: dict) -> dict[str, list[tuple[int, float]]]:
+    """The learning-rate tags of the LearningRateMonitor (not its momentum or weight decay)."""
+    return {
+        tag: points
+        for tag, points in scalars.items()
+        if tag.startswith("lr-") and not tag.endswith(("momentum", "weight_decay"))
+    }
+
+
 def diagnose_run(scalars: dict[str, list[tuple[int, float]]]) -> str:
     """The diagnosis of a run's scalars (as read by lit_mnist.tools.events.read_scalars)."""
     train = [v for _, v in scalars.get("train/loss", [])]
     val = [v for _, v in scalars.get("val/loss", [])]
     unit = "evaluation" if len(val) > len(train) + 1 else "epoch"
-    return diagnose(train, val, unit)
+    # every parameter group follows the same schedule, only scaled: one group tells when it ends
+    groups = sorted(learning_rates(scalars).items())
+    lrs = [v for _, v in groups[0][1]] if groups else None
+    return diagnose(train, val, unit, lrs)

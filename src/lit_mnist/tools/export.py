@@ -1,18 +1,18 @@
 """`make export CKPT=<checkpoint>`: the net as ONNX and TorchScript, checked against PyTorch.
 
-    python -m lit_mnist.tools.export logs/best/version_0/checkpoints/last.ckpt --data-dir data
+    lit-mnist export logs/best/version_0/checkpoints/last.ckpt [--data.data_dir=data] [--tolerance 1e-4]
 
 Writes <stem>.onnx and <stem>.torchscript.pt (stem: the checkpoint's name) into the run's export/
 folder, then runs PyTorch, TorchScript and ONNX Runtime on every MNIST test image and fails (exit 1)
 when a logit differs from PyTorch's by more than --tolerance. Prints the file sizes, the largest
 differences and the accuracies, and keeps them in <stem>.json beside the files.
 
-Both files take float32 images (N, 1, 28, 28) with pixel values in [0, 1], light digit on a dark
-background and centred as in MNIST (lit_mnist.data.images.load_digit makes such digits from image files,
-divide by 255), for any N; they return logits (N, 10). The MNIST normalisation is inside them.
+Both files take float32 images (N, C, H, W) with pixel values in [0, 1], of the shape the
+checkpoint's DataSpec gives (MNIST: (N, 1, 28, 28), a light digit on a dark background centred as
+in MNIST; lit_mnist.data.images.load_digit makes such digits from image files, divide by 255), for
+any N; they return logits (N, classes). The normalisation of the training data is inside them.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -22,8 +22,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lit_mnist.data import MEAN, STD, MNISTDataModule, load_split
+from lit_mnist.data import DataSpec, MNISTDataModule, load_split
 from lit_mnist.errors import UserError
+from lit_mnist.tools import add_data_dir, fail, parser_for
+from lit_mnist.tools.progress import Progress
 from lit_mnist.tools.runs import load_model, run_dir_of
 
 TOLERANCE = 1e-4
@@ -31,20 +33,21 @@ BATCH = 1000
 
 
 class Deployable(nn.Module):
-    """The trained net with MNIST's normalisation in front: [0, 1] pixels in, logits out."""
+    """The trained net with its data's normalisation in front: [0, 1] pixels in, logits out."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, data: DataSpec) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.data = net, data
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.net((images - MEAN) / STD)
+        return self.net(self.data.normalize(images, scale=1.0))
 
 
 def deployable(checkpoint: Path) -> Deployable:
     """The checkpoint's net in float32 on the CPU, contiguous (not channels-last), in eval mode."""
-    net = load_model(checkpoint).net.float().to(memory_format=torch.contiguous_format)
-    return Deployable(net).eval()
+    model = load_model(checkpoint)
+    net = model.net.float().to(memory_format=torch.contiguous_format)
+    return Deployable(net, model.data).eval()
 
 
 def export_onnx(model: nn.Module, path: Path, example: Tensor) -> Path:
@@ -138,16 +141,18 @@ def export(checkpoint: Path, data_dir: Path, output: Path | None, tolerance: flo
     stem = checkpoint.stem
     example = images[:2]
     started = time.perf_counter()
-    files = {
-        "onnx": export_onnx(model, output / f"{stem}.onnx", example),
-        "torchscript": export_torchscript(model, output / f"{stem}.torchscript.pt", example),
-    }
+    steps = Progress(5)
+    files = {"onnx": export_onnx(model, output / f"{stem}.onnx", example)}
+    steps.done("ONNX export")
+    files["torchscript"] = export_torchscript(model, output / f"{stem}.torchscript.pt", example)
+    steps.done("TorchScript export")
     exported_seconds = time.perf_counter() - started
     reference = outputs(model, images)
-    candidates = {
-        "torchscript": outputs(torchscript_runner(files["torchscript"]), images),
-        "onnx": outputs(onnx_runner(files["onnx"]), images),
-    }
+    steps.done("PyTorch check")
+    candidates = {"torchscript": outputs(torchscript_runner(files["torchscript"]), images)}
+    steps.done("TorchScript check")
+    candidates["onnx"] = outputs(onnx_runner(files["onnx"]), images)
+    steps.done("ONNX Runtime check")
     report = compare(reference, candidates, labels, tolerance)
     for name, path in files.items():
         report[name].update(file=str(path), bytes=path.stat().st_size)
@@ -155,8 +160,9 @@ def export(checkpoint: Path, data_dir: Path, output: Path | None, tolerance: flo
     report["test_images"] = len(labels)
     report["tolerance"] = tolerance
     report["export_seconds"] = round(exported_seconds, 2)
-    report["input"] = "images: float32 (N, 1, 28, 28), pixels in [0, 1], light digit on dark, MNIST-centred"
-    report["output"] = "logits: float32 (N, 10)"
+    data = model.data
+    report["input"] = f"images: float32 (N, {', '.join(map(str, data.shape))}), pixels in [0, 1]"
+    report["output"] = f"logits: float32 (N, {data.num_classes})"
     (output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -176,23 +182,19 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lit_mnist.tools.export",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = parser_for(prog, __doc__)
     parser.add_argument("checkpoint", type=Path, help="a checkpoint (a run's checkpoints/*.ckpt)")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the folder holding MNIST/raw")
+    add_data_dir(parser)
     parser.add_argument("--output", type=Path, help="folder for the files (default: <run>/export)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="largest logit difference allowed")
     args = parser.parse_args(argv)
     if not args.tolerance >= 0:
-        parser.exit(2, f"error: --tolerance must be 0 or more, got {args.tolerance}\n")
+        fail(f"--tolerance must be 0 or more, got {args.tolerance}")
     try:
-        report = export(args.checkpoint, args.data_dir, args.output, args.tolerance)
+        report = export(args.checkpoint, Path(args.data_dir), args.output, args.tolerance)
     except UserError as err:
-        parser.exit(2, f"error: {err}\n")
+        fail(str(err))
     print(summary(report))
     failed = [name for name in ("onnx", "torchscript") if not report[name]["ok"]]
     if failed:

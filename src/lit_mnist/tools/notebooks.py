@@ -1,6 +1,6 @@
 """`make notebooks`: run the notebooks headless and keep copies with their outputs.
 
-    python -m lit_mnist.tools.notebooks notebooks/01_data.ipynb notebooks/02_run.ipynb --output logs/notebooks
+    lit-mnist notebooks notebooks/*.ipynb [--output logs/notebooks] [--timeout 900]
 
 Each notebook runs in a fresh Python kernel of this environment, from its own folder, with this
 process's environment (DATA_DIR, LIT_MNIST_RUN, LIT_MNIST_IMAGE). The stored notebooks stay
@@ -8,11 +8,12 @@ without outputs; the executed copies go to --output. A failing cell stops that n
 copy is written up to the failure, the error is printed in one line and the exit status is 1.
 """
 
-import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from lit_mnist.tools import fail, parser_for
+from lit_mnist.tools.progress import Progress
 
 
 def execute(notebook: Path, output: Path, timeout: int) -> str | None:
@@ -47,12 +48,8 @@ def _failed(cell) -> bool:
     return any(out.get("output_type") == "error" for out in cell.get("outputs", []))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lit_mnist.tools.notebooks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = parser_for(prog, __doc__)
     parser.add_argument("notebooks", type=Path, nargs="+", help="the .ipynb files to run")
     parser.add_argument(
         "--output", type=Path, default=Path("logs/notebooks"), help="folder for the executed copies"
@@ -61,18 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     missing = [str(n) for n in args.notebooks if not n.is_file()]
     if missing:
-        parser.exit(2, f"error: no such notebook: {', '.join(missing)}\n")
+        fail(f"no such notebook: {', '.join(missing)}")
     failed = 0
+    progress = Progress(len(args.notebooks))
     for notebook in args.notebooks:
-        started = time.perf_counter()
         target = args.output / notebook.name
         error = execute(notebook.resolve(), target, args.timeout)
-        took = time.perf_counter() - started
         if error:
             failed += 1
             print(f"error: {notebook} failed at {error} (run up to there in {target})", file=sys.stderr)
-        else:
-            print(f"ran {notebook} in {took:.0f} s: {target}")
+        progress.done(f"{notebook} -> {target}")
     if failed:
         sys.exit(1)
 

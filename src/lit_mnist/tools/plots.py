@@ -1,16 +1,15 @@
 """`make plots RUN=<run folder>`: the run's curves as PNG files, and the diagnosis.
 
-    python -m lit_mnist.tools.plots logs/default/version_0
+    lit-mnist plots logs/default/version_0
 
 Writes loss.png and accuracy.png (train against validation, per epoch) and lr.png (the learning
 rate of every parameter group, per step) into <run>/plots/, and prints the diagnosis.
 """
 
-import argparse
-import sys
 from pathlib import Path
 
-from lit_mnist.tools.diagnosis import diagnose_run
+from lit_mnist.tools import fail, parser_for
+from lit_mnist.tools.diagnosis import diagnose_run, learning_rates
 from lit_mnist.tools.events import read_scalars
 
 
@@ -33,15 +32,6 @@ def draw_epochs(ax, scalars: dict, name: str, ylabel: str) -> None:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
-
-
-def learning_rates(scalars: dict) -> dict[str, list[tuple[int, float]]]:
-    """The learning-rate tags of the LearningRateMonitor (not its momentum or weight decay)."""
-    return {
-        tag: points
-        for tag, points in scalars.items()
-        if tag.startswith("lr-") and not tag.endswith(("momentum", "weight_decay"))
-    }
 
 
 def draw_learning_rates(ax, scalars: dict) -> None:
@@ -75,14 +65,12 @@ def plot(run_dir: Path) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = parser_for(prog, __doc__)
     parser.add_argument("run", type=Path, help="a run folder (logs/<experiment>/version_<n>)")
     args = parser.parse_args(argv)
     if not args.run.is_dir() or not any(args.run.glob("events.out.tfevents.*")):
-        sys.exit(f"error: {args.run} is not a run folder with TensorBoard event files")
+        fail(f"{args.run} is not a run folder with TensorBoard event files (logs/<experiment>/version_<n>)")
     for path in plot(args.run):
         print(f"wrote {path}")
     print(f"\nDiagnosis: {diagnose_run(read_scalars(args.run))}")

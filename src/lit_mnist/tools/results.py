@@ -1,13 +1,12 @@
 """`make results`: every run's metrics.json under a folder, as Markdown tables.
 
-    python -m lit_mnist.tools.results [ROOT] [--output FILE] [--readme README.md]
+    lit-mnist results [ROOT] [--output FILE] [--readme README.md]
 
 One row per run (its folder, experiment, seed, epochs, accuracies, wall time, hardware and the
 command that made it) and one row per recipe run with several seeds (mean +- sample std).
 `--readme` replaces the block between the results markers in that file.
 """
 
-import argparse
 import json
 import math
 import re
@@ -15,6 +14,9 @@ import shlex
 import statistics
 import sys
 from pathlib import Path
+
+from lit_mnist.errors import UserError
+from lit_mnist.tools import fail, parser_for
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 # flags that say where, not what: left out of the commands shown and of the grouping
@@ -165,7 +167,7 @@ def summary_table(summary: list[dict]) -> str:
 def report(root: Path) -> str:
     runs = load_runs(root)
     if not runs:
-        raise SystemExit(f"error: no metrics.json under {root}: train first (make train)")
+        raise UserError(f"no metrics.json under {root}: train first (make train)")
     parts = [f"{len(runs)} runs under `{root}` (`make results`). Commands leave out `--data.data_dir`.", ""]
     summary = seed_summary(runs)
     if summary:
@@ -176,29 +178,33 @@ def report(root: Path) -> str:
 
 def replace_block(text: str, block: str, name: str) -> str:
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise SystemExit(f"error: {name} needs one '{START}' line followed by one '{END}' line")
+        raise UserError(f"{name} needs one '{START}' line followed by one '{END}' line")
     head, rest = text.split(START)
     _, tail = rest.split(END)
     return f"{head}{START}\n{block}{END}{tail}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = parser_for(prog, __doc__)
     parser.add_argument("root", nargs="?", default="logs", type=Path, help="folder searched for metrics.json")
     parser.add_argument("--output", type=Path, help="also write the tables to this Markdown file")
     parser.add_argument("--readme", type=Path, help="replace the results block of this file")
     args = parser.parse_args(argv)
     if not args.root.is_dir():
-        raise SystemExit(f"error: {args.root} is not a folder: train first (make train) or name the logs")
-    text = report(args.root)
+        fail(f"{args.root} is not a folder: train first (make train) or name the logs")
+    if args.readme and not args.readme.is_file():
+        fail(f"--readme {args.readme}: no such file")
+    try:
+        text = report(args.root)
+        readme = replace_block(args.readme.read_text(), text, str(args.readme)) if args.readme else None
+    except UserError as err:
+        fail(str(err))
     print(text, end="")
     if args.output:
         args.output.write_text(text)
         print(f"written to {args.output}")
-    if args.readme:
-        args.readme.write_text(replace_block(args.readme.read_text(), text, str(args.readme)))
+    if readme is not None:
+        args.readme.write_text(readme)
         print(f"results block of {args.readme} replaced")
 
 

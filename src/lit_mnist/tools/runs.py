@@ -3,7 +3,7 @@
     from lit_mnist.tools.runs import latest_run, best_checkpoint, load_model, predict_logits
     run = latest_run("logs")                      # logs/<experiment>/version_<n>
     model = load_model(best_checkpoint(run))      # on the CPU, in eval mode
-    logits = predict_logits(model, images)        # uint8 (N, 28, 28) MNIST-style digits
+    logits = predict_logits(model, images)        # uint8 images shaped as model.data says
 
 The notebooks and `make export` are built on these.
 """
@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lit_mnist.data import normalize
 from lit_mnist.errors import UserError
 
 LAST = "last.ckpt"
@@ -104,9 +103,8 @@ def load_model(checkpoint: str | Path):
 
 @torch.inference_mode()
 def predict_logits(model, images: Tensor, batch_size: int = 1000) -> Tensor:
-    """float32 logits (N, classes) of uint8 digits (N, 28, 28) or (N, 1, 28, 28), light on dark
-    as in MNIST, normalised as in training; `model` maps normalised images to logits."""
-    images = images.reshape(-1, 1, 28, 28)
-    return torch.cat(
-        [model(normalize(images[i : i + batch_size])).float() for i in range(0, len(images), batch_size)]
-    )
+    """float32 logits (N, classes) of uint8 images (N, C, H, W), or (N, H, W) for one channel, of
+    the shape `model.data` (the checkpoint's DataSpec) gives, normalised as in training."""
+    images = images.reshape(-1, *model.data.shape)
+    batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+    return torch.cat([model(model.data.normalize(batch)).float() for batch in batches])

@@ -1,26 +1,30 @@
 """One recipe, several seeds: `make train SEEDS="0 1 2"`.
 
-    python -m lit_mnist.tools.seeds --seeds 0 1 2 -- fit --config configs/default.yaml [flags]
+    lit-mnist seeds --seeds 0 1 2 [--config configs/default.yaml] [fit flags]
 
-Runs `lit-mnist` once per seed, each in its own process (with `--seed_everything=<seed>`) and its
-own run folder, then prints each run's accuracies and their mean +- sample standard deviation.
-The first failing run stops the rest and its exit status is returned.
+Runs `lit-mnist fit` once per seed, each in its own process (with `--seed_everything=<seed>`) and
+its own run folder, then prints each run's accuracies and their mean +- sample standard deviation.
+Every flag but --seeds goes to each run. The first failing run stops the rest and its exit
+status is returned.
 """
 
-import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from lit_mnist.tools import fail, fit_flags, parser_for
+from lit_mnist.tools.progress import Progress
+
 RUN_FOLDER = "Run folder: "
 
 
-def run_seed(args: list[str], seed: int) -> Path:
+def run_seed(fit_args: list[str], seed: int) -> Path:
     """Runs one seed, echoing its output; returns its run folder."""
-    command = [sys.executable, "-m", "lit_mnist", *args, f"--seed_everything={seed}"]
-    print(f"\n=== seed {seed}: lit-mnist {' '.join(command[3:])}", flush=True)
+    command = [sys.executable, "-m", "lit_mnist", "fit", *fit_args, f"--seed_everything={seed}"]
+    print(f"\n=== seed {seed}: {shlex.join(['lit-mnist', *command[3:]])}", flush=True)
     run_dir = None
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1) as process:
         for line in process.stdout:
@@ -31,7 +35,11 @@ def run_seed(args: list[str], seed: int) -> Path:
         print(f"error: the run with seed {seed} failed (exit {process.returncode})", file=sys.stderr)
         sys.exit(process.returncode)
     if run_dir is None or not (run_dir / "metrics.json").is_file():
-        print(f"error: the run with seed {seed} wrote no metrics.json (was it a fit?)", file=sys.stderr)
+        print(
+            f"error: the run with seed {seed} wrote no metrics.json "
+            "(fast_dev_run and --trainer.logger=false write none)",
+            file=sys.stderr,
+        )
         sys.exit(1)
     return run_dir
 
@@ -50,29 +58,20 @@ def summarize(results: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if "--" not in argv:
-        sys.exit(
-            "error: usage: python -m lit_mnist.tools.seeds --seeds 0 1 2 -- fit --config <config> [flags]"
-        )
-    split = argv.index("--")
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = parser_for(prog, __doc__)
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, required=True, metavar="SEED", help="the seeds, one run each"
     )
-    parser.add_argument("--seeds", nargs="+", type=int, required=True, help="the seeds, one run each")
-    options = parser.parse_args(argv[:split])
-    run_args = argv[split + 1 :]
-    if not run_args or run_args[0] != "fit":
-        sys.exit("error: the command after -- must be `fit ...`: only fit writes the metrics to compare")
+    options, fit_args = fit_flags(parser, sys.argv[1:] if argv is None else argv, seed_flag="--seeds")
     if len(set(options.seeds)) != len(options.seeds):
-        sys.exit(f"error: the seeds repeat: {options.seeds}")
-    if any(a.startswith("--seed_everything") for a in run_args):
-        sys.exit("error: give the seeds with --seeds (SEEDS= with make), not --seed_everything")
+        fail(f"the seeds repeat: {' '.join(map(str, options.seeds))}; give each seed once")
     results = {}
+    progress = Progress(len(options.seeds))
     for seed in options.seeds:
-        run_dir = run_seed(run_args, seed)
+        run_dir = run_seed(fit_args, seed)
         results[seed] = {**json.loads((run_dir / "metrics.json").read_text()), "run_dir": str(run_dir)}
+        progress.done(f"seed {seed}")
     print(f"\n{summarize(results)}")
 
 
