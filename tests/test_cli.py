@@ -224,7 +224,7 @@ def test_resume_continues_in_the_same_run_folder(fake_mnist, tmp_path):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--data.download=false"], "error: MNIST files missing in"),
+        (["--data.download=false"], "error: --data.data_dir "),
         (["--data.batch_size=0"], "error: --data.batch_size must be at least 1, got 0"),
         (["--ckpt_path", "nowhere.ckpt"], "error: --ckpt_path nowhere.ckpt: no such checkpoint file"),
         (["--ckpt_path", "last"], "error: --ckpt_path last: no run under logs/default"),

@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from lit_mnist.data import SPEC
 from lit_mnist.errors import UserError
 from lit_mnist.tools.runs import best_checkpoint, latest_run, load_model, predict_logits, read_checkpoint
 
@@ -62,6 +63,8 @@ def test_predict_logits_normalises_as_in_training():
     def model(images):
         seen.append(images)
         return images.flatten(1)[:, :10]
+
+    model.data = SPEC  # what a loaded checkpoint's model carries
 
     digits = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
     logits = predict_logits(model, digits, batch_size=2)

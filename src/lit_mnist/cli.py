@@ -164,7 +164,11 @@ class MNISTCLI(LightningCLI):
             callbacks.insert(0, StopOnNonFiniteLoss())
         if trainer.checkpoint_callback is not None:
             callbacks.append(LastCheckpoint(config.get("save_every_n_steps") or 0))
-        callbacks += [RunSummary(self.command), PredictionWriter(config.get("predictions_file"))]
+        test_follows = self.config.get("subcommand") == "fit" and config.get("test_after_fit")
+        callbacks += [
+            RunSummary(self.command, test_follows),
+            PredictionWriter(config.get("predictions_file")),
+        ]
         return trainer
 
     def _resolve_checkpoint(self, config) -> str:

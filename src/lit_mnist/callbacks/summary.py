@@ -25,10 +25,12 @@ class RunSummary(L.Callback):
 
     Args:
         command: how the run was started, recorded so tables of runs can say how each was made.
+        test_follows: a test follows the fit in the same trainer: the settings go to the logger
+            once, after it, with the test metrics among the final ones.
     """
 
-    def __init__(self, command: str | None = None) -> None:
-        self.command = command
+    def __init__(self, command: str | None = None, test_follows: bool = False) -> None:
+        self.command, self.test_follows = command, test_follows
         self.results: dict = {}
         self._started: float | None = None
 
@@ -45,17 +47,19 @@ class RunSummary(L.Callback):
             "best_checkpoint": best or None,
             "fit_seconds": round(time.perf_counter() - self._started, 2),
         }
-        self._record(trainer, pl_module, shown=("val/acc_best",))
+        self._record(trainer, pl_module, shown=("val/acc_best",), final=not self.test_follows)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.results:  # a test of its own, not the end of a fit: its run is recorded already
             return
         metrics = trainer.callback_metrics
         self.results.update({k: _scalar(v) for k, v in metrics.items() if k.startswith("test/")})
-        self._record(trainer, pl_module, shown=("test/acc", "test/loss"))
+        self._record(trainer, pl_module, shown=("test/acc", "test/loss"), final=True)
         self.results = {}
 
-    def _record(self, trainer: L.Trainer, pl_module: L.LightningModule, shown: tuple[str, ...]) -> None:
+    def _record(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, shown: tuple[str, ...], final: bool
+    ) -> None:
         log_dir = trainer.log_dir  # a collective under DDP: every process asks
         if trainer.fast_dev_run or not trainer.is_global_zero or log_dir is None:
             return
@@ -70,7 +74,8 @@ class RunSummary(L.Callback):
         if isinstance(trainer.logger, TensorBoardLogger):
             results["diagnosis"] = diagnose_run(read_scalars(run_dir))
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-        self._log_hyperparameters(trainer, pl_module, results)
+        if final:
+            self._log_hyperparameters(trainer, pl_module, results)
         tested = "test/acc" in results
         if not tested:
             print(f"\nRun folder: {run_dir}")
