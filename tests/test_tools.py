@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import os
 import subprocess
 
 import pytest
@@ -156,7 +157,11 @@ def test_bad_input_is_one_error_line_and_exit_2(argv, message, tmp_path, capsys)
 
 
 def make_dry_run(*args: str) -> str:
-    return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # `make test` exports DATA_DIR; the targets must show their own defaults here
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "ARGS", "CONFIG")}
+    return subprocess.run(
+        ["make", "-n", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.mark.parametrize(

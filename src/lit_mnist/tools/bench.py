@@ -136,6 +136,7 @@ def case_a(args) -> dict:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
+    from lit_mnist.data import SPEC
     from lit_mnist.nets import ConvNet
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
@@ -148,14 +149,14 @@ def case_a(args) -> dict:
         return batch
 
     loading = data_seconds(loader, same)
-    net = ConvNet()
+    net = ConvNet(SPEC)
     record = plain_loop(args, loader, test_loader, same, net, False, torch.optim.Adam(net.parameters(), 1e-3))
     return record.result(train_samples=len(train), data_seconds=loading, precision="32-true", batch_size=64)
 
 
 def case_b(args) -> dict:
     from lit_mnist.cli import fastest_precision
-    from lit_mnist.data import MNISTDataModule, normalize
+    from lit_mnist.data import SPEC, MNISTDataModule
     from lit_mnist.nets import ConvNet
     from lit_mnist.optim import GroupSettings, param_groups
 
@@ -165,10 +166,10 @@ def case_b(args) -> dict:
 
     def prepare(batch):
         images, labels = batch
-        return (normalize(images).contiguous(memory_format=torch.channels_last), labels)
+        return (SPEC.normalize(images).contiguous(memory_format=torch.channels_last), labels)
 
     loading = data_seconds(data.train_dataloader(), prepare)
-    net = ConvNet().to(memory_format=torch.channels_last)
+    net = ConvNet(SPEC).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(param_groups(net, GroupSettings(), GroupSettings()), lr=1e-3)
     record = plain_loop(
         args,

@@ -38,9 +38,12 @@ class Deployable(nn.Module):
     def __init__(self, net: nn.Module, data: DataSpec) -> None:
         super().__init__()
         self.net, self.data = net, data
+        # buffers, so the exporters trace them as constants of the graph
+        self.register_buffer("mean", torch.tensor(data.mean).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(data.std).view(-1, 1, 1))
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.net(self.data.normalize(images, scale=1.0))
+        return self.net((images - self.mean) / self.std)
 
 
 def deployable(checkpoint: Path) -> Deployable:
