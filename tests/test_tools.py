@@ -157,8 +157,10 @@ def test_bad_input_is_one_error_line_and_exit_2(argv, message, tmp_path, capsys)
 
 
 def make_dry_run(*args: str) -> str:
-    # `make test` exports DATA_DIR; the targets must show their own defaults here
-    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "ARGS", "CONFIG")}
+    # `make test DATA_DIR=...` exports DATA_DIR and hands it on through MAKEFLAGS; the targets
+    # must show their own defaults here
+    dropped = ("DATA_DIR", "ARGS", "CONFIG", "MAKEFLAGS", "MAKEOVERRIDES", "MFLAGS", "MAKELEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     return subprocess.run(
         ["make", "-n", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     ).stdout
