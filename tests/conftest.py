@@ -90,7 +90,7 @@ RANDOM_RUN = [
     "--model.net.init_args.channels=[4, 8]",
     "--model.net.init_args.hidden=16",
     "--model.net.init_args.dropout=0.2",
-    "--data.augment_degrees=10",
+    "--data.augment.degrees=10",
 ]  # fmt: skip
 
 # Flags that make a CLI run small on the synthetic data.

@@ -6,8 +6,10 @@ from lit_mnist.data import (
     MEAN,
     SPEC,
     STD,
+    AugmentSettings,
     DataError,
     GatherBatch,
+    LoaderSettings,
     MNISTDataModule,
     load_split,
     random_affine,
@@ -78,14 +80,35 @@ def test_val_size_outside_training_set_is_rejected(fake_mnist, val_size):
     ("kwargs", "message"),
     [
         ({"batch_size": 0}, "batch_size must be at least 1"),
-        ({"num_workers": -1}, "num_workers must be 0 or more"),
-        ({"persistent_workers": True}, "num_workers must be above 0 for persistent_workers"),
-        ({"prefetch_factor": 2}, "num_workers must be above 0 for persistent_workers or prefetch_factor"),
+        ({"loader": LoaderSettings(num_workers=-1)}, r"loader\.num_workers must be 0 or more"),
+        (
+            {"loader": LoaderSettings(persistent_workers=True)},
+            r"loader\.num_workers must be above 0 for persistent_workers",
+        ),
+        (
+            {"loader": LoaderSettings(prefetch_factor=2)},
+            r"loader\.num_workers must be above 0 for persistent_workers or prefetch_factor",
+        ),
     ],
 )
 def test_impossible_loader_settings_are_rejected(kwargs, message):
     with pytest.raises(ParameterError, match=message):
         MNISTDataModule(**kwargs)
+
+
+def test_drop_last_drops_only_the_last_training_batch(fake_mnist):
+    dm = prepared(fake_mnist, batch_size=100, eval_batch_size=30, loader=LoaderSettings(drop_last=True))
+    assert len(dm.train_dataloader()) == 2  # 250 images
+    assert len(dm.val_dataloader()) == 2  # 50 images: the last batch of 20 is kept
+
+
+def test_settings_survive_a_weights_only_load(tmp_path):
+    """Lightning stores the datamodule's arguments in checkpoints and reads them with weights_only."""
+    dm = MNISTDataModule(loader=LoaderSettings(drop_last=True), augment=AugmentSettings(degrees=10))
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "hp.ckpt")
+    loaded = torch.load(tmp_path / "hp.ckpt", weights_only=True)["datamodule_hyper_parameters"]
+    assert loaded == dict(dm.hparams)
+    assert loaded["augment"].enabled and not AugmentSettings().enabled
 
 
 def test_collate_gathers_uint8_batch_in_sampled_order():
@@ -204,7 +227,7 @@ def test_random_affine_shifts_within_bounds():
 def test_augmentation_changes_training_batches_only(fake_mnist):
     from types import SimpleNamespace
 
-    dm = prepared(fake_mnist, augment_degrees=15, augment_shift=0.1, augment_scale=0.1)
+    dm = prepared(fake_mnist, augment=AugmentSettings(degrees=15, shift=0.1, scale=0.1))
     batch = next(iter(dm.train_dataloader()))
     dm.trainer = SimpleNamespace(training=False)
     torch.testing.assert_close(dm.on_after_batch_transfer(batch, 0)[0], SPEC.normalize(batch[0]))
@@ -217,5 +240,5 @@ def test_augmentation_changes_training_batches_only(fake_mnist):
 
 
 def test_negative_augmentation_is_rejected():
-    with pytest.raises(ParameterError, match="augment_degrees must be 0 or more"):
-        MNISTDataModule(augment_degrees=-5)
+    with pytest.raises(ParameterError, match=r"augment\.degrees must be 0 or more"):
+        MNISTDataModule(augment=AugmentSettings(degrees=-5))

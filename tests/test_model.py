@@ -1,3 +1,4 @@
+import re
 from functools import partial
 
 import lightning as L
@@ -10,6 +11,7 @@ from lit_mnist.data import SPEC, MNISTDataModule
 from lit_mnist.errors import ParameterError
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import MLP, ConvNet
+from lit_mnist.optim import GroupSettings, LRScaling, ScheduleSettings
 
 
 def test_seed_cnn_architecture():
@@ -46,9 +48,21 @@ def test_label_smoothing_changes_the_loss():
     assert not torch.isclose(plain.shared_step(batch, plain.train_metrics)[0], expected)
 
 
-def test_negative_multiplier_is_rejected():
-    with pytest.raises(ParameterError, match="features_lr_mult must be 0 or more"):
-        MNISTClassifier(SPEC, features_lr_mult=-1)
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"features": GroupSettings(lr_mult=-1)}, "features.lr_mult must be 0 or more, got -1"),
+        ({"classifier": GroupSettings(lr_mult=-0.5)}, "classifier.lr_mult must be 0 or more, got -0.5"),
+        ({"schedule": ScheduleSettings(frequency=0)}, "schedule.frequency must be at least 1, got 0"),
+        (
+            {"lr_scaling": LRScaling(reference_batch=0)},
+            "lr_scaling.reference_batch must be at least 1, got 0",
+        ),
+    ],
+)
+def test_impossible_settings_are_rejected(settings, expected):
+    with pytest.raises(ParameterError, match=f"^{re.escape(expected)}$"):
+        MNISTClassifier(SPEC, **settings)
 
 
 def test_val_acc_best_ignores_sanity_check_and_tracks_the_max(fake_mnist):
@@ -127,9 +141,9 @@ def test_learning_rate_scales_with_the_effective_batch(fake_mnist, scaling, batc
         net=partial(MLP, hidden=(8,)),
         optimizer=partial(torch.optim.SGD, lr=0.1),
         scheduler=onecycle,
-        scheduler_interval="step",
-        lr_scaling=scaling,
-        features_lr_mult=0.5,
+        schedule=ScheduleSettings(interval="step"),
+        lr_scaling=LRScaling(mode=scaling),
+        features=GroupSettings(lr_mult=0.5),
     )
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0, accumulate_grad_batches=accumulate)
     trainer.fit(model, MNISTDataModule(data_dir=str(fake_mnist), val_size=44, batch_size=batch_size))

@@ -69,7 +69,10 @@ def test_head_without_classifier_attribute_is_the_last_layer():
 def test_group_learning_rates_are_base_times_multiplier(name):
     factory = OPTIMIZERS[name]
     model = MNISTClassifier(
-        SPEC, optimizer=factory, features_lr_mult=0.1, classifier_lr_mult=2.0, classifier_weight_decay=0.01
+        SPEC,
+        optimizer=factory,
+        features=GroupSettings(lr_mult=0.1),
+        classifier=GroupSettings(lr_mult=2.0, weight_decay=0.01),
     )
     optimizer = model.configure_optimizers()
     assert isinstance(optimizer, factory.func)

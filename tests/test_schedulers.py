@@ -10,11 +10,12 @@ from conftest import quiet_trainer
 from lit_mnist.data import SPEC, MNISTDataModule
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import MLP
-from lit_mnist.optim import LinearWarmup, WarmupCosineLR
+from lit_mnist.optim import GroupSettings, LinearWarmup, ScheduleSettings, WarmupCosineLR
 
 BASE = 0.1
 BATCHES = 4  # training batches per epoch
 EPOCHS = 3
+EVERY_STEP = ScheduleSettings(interval="step")
 
 
 class RecordLR(L.Callback):
@@ -62,7 +63,11 @@ def test_steplr_per_epoch(fake_mnist):
 
 
 def test_frequency_steps_every_n_intervals(fake_mnist):
-    lrs = fit(fake_mnist, partial(lr_scheduler.StepLR, step_size=1, gamma=0.5), scheduler_frequency=2)
+    lrs = fit(
+        fake_mnist,
+        partial(lr_scheduler.StepLR, step_size=1, gamma=0.5),
+        schedule=ScheduleSettings(frequency=2),
+    )
     assert classifier(lrs) == per_epoch(BASE, BASE, BASE / 2)
 
 
@@ -77,21 +82,17 @@ def test_cosine_annealing_per_epoch(fake_mnist):
 
 
 def test_exponentiallr_per_step(fake_mnist):
-    lrs = fit(fake_mnist, partial(lr_scheduler.ExponentialLR, gamma=0.9), scheduler_interval="step")
+    lrs = fit(fake_mnist, partial(lr_scheduler.ExponentialLR, gamma=0.9), schedule=EVERY_STEP)
     assert classifier(lrs) == [round(BASE * 0.9**k, 10) for k in range(BATCHES * EPOCHS)]
 
 
 def test_step_schedulers_count_optimizer_steps_under_accumulation(fake_mnist):
-    lrs = fit(
-        fake_mnist, partial(lr_scheduler.ExponentialLR, gamma=0.9), scheduler_interval="step", accumulate=2
-    )
+    lrs = fit(fake_mnist, partial(lr_scheduler.ExponentialLR, gamma=0.9), schedule=EVERY_STEP, accumulate=2)
     assert classifier(lrs) == [round(BASE * 0.9 ** (k // 2), 10) for k in range(BATCHES * EPOCHS)]
 
 
 def test_lambdalr_linear_warmup(fake_mnist):
-    lrs = fit(
-        fake_mnist, partial(lr_scheduler.LambdaLR, lr_lambda=LinearWarmup(5)), scheduler_interval="step"
-    )
+    lrs = fit(fake_mnist, partial(lr_scheduler.LambdaLR, lr_lambda=LinearWarmup(5)), schedule=EVERY_STEP)
     assert classifier(lrs)[:7] == [round(BASE * f, 10) for f in (0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0)]
 
 
@@ -101,13 +102,13 @@ def test_reduce_on_plateau_watches_the_monitor(fake_mnist, monitor, mode):
     plateau = partial(
         lr_scheduler.ReduceLROnPlateau, mode=mode, factor=0.5, patience=0, threshold=10, threshold_mode="abs"
     )
-    lrs = fit(fake_mnist, plateau, scheduler_monitor=monitor)
+    lrs = fit(fake_mnist, plateau, schedule=ScheduleSettings(monitor=monitor))
     assert classifier(lrs) == per_epoch(BASE, BASE, BASE / 2)
 
 
 def test_onecycle_derives_total_steps_and_keeps_group_ratios(fake_mnist):
     onecycle = partial(lr_scheduler.OneCycleLR, max_lr=1.0, pct_start=0.25)
-    lrs = fit(fake_mnist, onecycle, scheduler_interval="step", features_lr_mult=0.1)
+    lrs = fit(fake_mnist, onecycle, schedule=EVERY_STEP, features=GroupSettings(lr_mult=0.1))
     assert len(lrs) == BATCHES * EPOCHS  # one more scheduler step than total_steps would raise
     for step in lrs:
         assert step["features"] == pytest.approx(0.1 * step["classifier"])
@@ -116,7 +117,7 @@ def test_onecycle_derives_total_steps_and_keeps_group_ratios(fake_mnist):
 
 
 def test_warmup_cosine_ends_at_the_last_step(fake_mnist):
-    lrs = fit(fake_mnist, partial(WarmupCosineLR, warmup_steps=2), scheduler_interval="step")
+    lrs = fit(fake_mnist, partial(WarmupCosineLR, warmup_steps=2), schedule=EVERY_STEP)
     values = classifier(lrs)
     assert values[0] == pytest.approx(BASE / 2) and values[1] == pytest.approx(BASE)
     assert values[1:] == sorted(values[1:], reverse=True)

@@ -6,7 +6,6 @@ import math
 import random
 import warnings
 from collections.abc import Callable
-from typing import Literal
 
 import lightning as L
 import torch
@@ -21,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lit_mnist.data import DataSpec
 from lit_mnist.errors import ParameterError
 from lit_mnist.nets import ConvNet
-from lit_mnist.optim import GroupSettings, param_groups, scale_group_lrs
+from lit_mnist.optim import GroupSettings, LRScaling, ScheduleSettings, param_groups, scale_group_lrs
 
 # A net class (or any callable) that builds the net for the images a DataSpec describes.
 NetFactory = Callable[[DataSpec], nn.Module]
@@ -34,16 +33,11 @@ class MNISTClassifier(L.LightningModule):
         net: NetFactory = ConvNet,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        scheduler_frequency: int = 1,
-        scheduler_monitor: str = "val/loss",
-        features_lr_mult: float = 1.0,
-        classifier_lr_mult: float = 1.0,
-        features_weight_decay: float | None = None,
-        classifier_weight_decay: float | None = None,
+        schedule: ScheduleSettings = ScheduleSettings(),  # noqa: B008 (frozen)
+        features: GroupSettings = GroupSettings(),  # noqa: B008 (frozen)
+        classifier: GroupSettings = GroupSettings(),  # noqa: B008 (frozen)
+        lr_scaling: LRScaling = LRScaling(),  # noqa: B008 (frozen)
         label_smoothing: float = 0.0,
-        lr_scaling: Literal["none", "linear", "sqrt"] = "none",
-        lr_reference_batch: int = 64,
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
@@ -56,36 +50,22 @@ class MNISTClassifier(L.LightningModule):
             scheduler: any torch.optim.lr_scheduler class with its arguments, or None.
                 A `total_steps` left unset is filled from the trainer; a scalar `max_lr`
                 is multiplied by each group's learning-rate multiplier.
-            scheduler_interval: step the scheduler every "epoch" or every optimizer "step".
-            scheduler_frequency: step it every this many intervals.
-            scheduler_monitor: the metric a ReduceLROnPlateau watches.
-            features_lr_mult: learning rate of the feature extractor, as a multiple of the base.
-            classifier_lr_mult: learning rate of the classifier, as a multiple of the base.
-            features_weight_decay: weight decay of the feature extractor; None keeps the optimizer's.
-            classifier_weight_decay: weight decay of the classifier; None keeps the optimizer's.
+            schedule: when the scheduler steps.
+            features: learning rate and weight decay of the feature extractor.
+            classifier: learning rate and weight decay of the classifier (the net's last layer).
+            lr_scaling: scaling of the learning rates (and a scheduler's max_lr) with the effective
+                batch (batch size x accumulation x devices).
             label_smoothing: cross-entropy label smoothing, 0 for none.
-            lr_scaling: scale the learning rates (and a scheduler's max_lr) with the effective batch
-                (batch size x accumulation x devices) relative to `lr_reference_batch`:
-                "linear" by their ratio, "sqrt" by its square root, "none" not at all.
-            lr_reference_batch: the batch size the configured learning rates were tuned for.
             channels_last: run convolutions in the channels-last memory layout (1.6x faster on a
                 2-core AVX512-BF16 CPU in bench case f).
             compile: compile the net with torch.compile; its first steps compile. On that CPU the
                 seed CNN ran 1.37x slower compiled (bench case f): measure before relying on it.
         """
         super().__init__()
-        for name, value in (
-            ("features_lr_mult", features_lr_mult),
-            ("classifier_lr_mult", classifier_lr_mult),
-        ):
-            if value < 0:
-                raise ParameterError(self, name, f"must be 0 or more, got {value}")
-        for name, value in (
-            ("scheduler_frequency", scheduler_frequency),
-            ("lr_reference_batch", lr_reference_batch),
-        ):
-            if value < 1:
-                raise ParameterError(self, name, f"must be at least 1, got {value}")
+        settings = dict(features=features, classifier=classifier, schedule=schedule, lr_scaling=lr_scaling)
+        problems = [(f"{k}.{field}", why) for k, v in settings.items() for field, why in v.problems()]
+        if problems:
+            raise ParameterError(self, *problems[0])
         # Through the CLI this stores the config (class paths and arguments), so a checkpoint
         # rebuilds the same net, optimizer and scheduler. The logger gets them with the final
         # metrics at the end of the run instead of at its start.
@@ -103,17 +83,12 @@ class MNISTClassifier(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         if compile:
             self.net.compile()  # in place: the state_dict keys stay those of the plain net
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.groups = (
-            GroupSettings(features_lr_mult, features_weight_decay),
-            GroupSettings(classifier_lr_mult, classifier_weight_decay),
-        )
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        # kept as given: through the CLI, hparams hold these settings as plain dicts
+        self.groups, self.schedule, self.lr_scaling = (features, classifier), schedule, lr_scaling
         self.train_metrics, self.val_metrics, self.test_metrics = (
             self._epoch_metrics(stage) for stage in ("train", "val", "test")
         )
-        for metric in self.train_metrics.values():
-            metric.persistent(True)  # a mid-epoch checkpoint carries the epoch's running numbers
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # a resumed run keeps its best so far
 
@@ -125,7 +100,9 @@ class MNISTClassifier(L.LightningModule):
             "loss": MeanMetric(nan_strategy="disable"),
             "acc": MulticlassAccuracy(self.data.num_classes, average="micro", validate_args=False),
         }
-        return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
+        collection = MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
+        collection.persistent(stage == "train")  # a mid-epoch checkpoint carries the running numbers
+        return collection
 
     def forward(self, images: Tensor) -> Tensor:
         if self.hparams.channels_last:
@@ -216,24 +193,24 @@ class MNISTClassifier(L.LightningModule):
             raise ParameterError(self, "scheduler", f"cannot be built: {err}") from None
         config = {
             "scheduler": scheduler,
-            "interval": self.hparams.scheduler_interval,
-            "frequency": self.hparams.scheduler_frequency,
+            "interval": self.schedule.interval,
+            "frequency": self.schedule.frequency,
         }
         if isinstance(scheduler, ReduceLROnPlateau):
-            config["monitor"] = self.hparams.scheduler_monitor
+            config["monitor"] = self.schedule.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def lr_batch_factor(self) -> float:
         """How much the effective batch scales the configured learning rates (`lr_scaling`)."""
-        if self.hparams.lr_scaling == "none":
+        if self.lr_scaling.mode == "none":
             return 1.0
         datamodule = getattr(self.trainer, "datamodule", None)
         batch_size = getattr(getattr(datamodule, "hparams", None), "batch_size", None)
         if batch_size is None:
-            raise ParameterError(self, "lr_scaling", "needs a datamodule with a batch_size")
-        effective = batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size
-        ratio = effective / self.hparams.lr_reference_batch
-        return ratio if self.hparams.lr_scaling == "linear" else math.sqrt(ratio)
+            raise ParameterError(self, "lr_scaling.mode", "needs a datamodule with a batch_size")
+        return self.lr_scaling.factor(
+            batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size
+        )
 
     def _trainer_derived_args(self, optimizer: Optimizer, batch_factor: float) -> dict:
         """Scheduler arguments that depend on the run: an unset `total_steps` (OneCycleLR,
@@ -243,7 +220,7 @@ class MNISTClassifier(L.LightningModule):
         accepted, given = _partial_signature(self.scheduler_factory)
         derived = {}
         if "total_steps" in accepted and given.get("total_steps") is None and given.get("epochs") is None:
-            if self.hparams.scheduler_interval == "step":
+            if self.schedule.interval == "step":
                 intervals = self.trainer.estimated_stepping_batches
             else:
                 intervals = self.trainer.max_epochs
@@ -252,7 +229,7 @@ class MNISTClassifier(L.LightningModule):
                     self, "scheduler", "needs total_steps: set it, or bound the run with the trainer's "
                     "max_epochs or max_steps",
                 )  # fmt: skip
-            derived["total_steps"] = math.ceil(intervals / self.hparams.scheduler_frequency)
+            derived["total_steps"] = math.ceil(intervals / self.schedule.frequency)
         if isinstance(given.get("max_lr"), int | float):
             derived["max_lr"] = [
                 given["max_lr"] * group["lr_mult"] * batch_factor for group in optimizer.param_groups

@@ -3,7 +3,9 @@
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -11,11 +13,62 @@ from torch.optim.lr_scheduler import LambdaLR
 
 @dataclass(frozen=True)
 class GroupSettings:
-    """How one part of the net trains: a multiplier on the optimizer's learning rate and,
-    when set, a weight decay that replaces the optimizer's."""
+    """How one part of the net (its features or its classifier) trains.
+
+    Args:
+        lr_mult: its learning rate, as a multiple of the optimizer's.
+        weight_decay: its weight decay; None keeps the optimizer's.
+    """
 
     lr_mult: float = 1.0
     weight_decay: float | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong with it) for each value training cannot use."""
+        return [("lr_mult", f"must be 0 or more, got {self.lr_mult}")] if self.lr_mult < 0 else []
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """When the learning-rate scheduler steps.
+
+    Args:
+        interval: step it every "epoch" or every optimizer "step".
+        frequency: step it every this many intervals.
+        monitor: the metric a ReduceLROnPlateau watches.
+    """
+
+    interval: Literal["epoch", "step"] = "epoch"
+    frequency: int = 1
+    monitor: str = "val/loss"
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [("frequency", f"must be at least 1, got {self.frequency}")] if self.frequency < 1 else []
+
+
+@dataclass(frozen=True)
+class LRScaling:
+    """Learning rates (and a scheduler's max_lr) scaled with the effective batch (batch size x
+    accumulation x devices).
+
+    Args:
+        mode: "linear" multiplies them by the effective batch / `reference_batch`, "sqrt" by its
+            square root, "none" leaves them as configured.
+        reference_batch: the batch size the configured learning rates were tuned for.
+    """
+
+    mode: Literal["none", "linear", "sqrt"] = "none"
+    reference_batch: int = 64
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.reference_batch < 1:
+            return [("reference_batch", f"must be at least 1, got {self.reference_batch}")]
+        return []
+
+    def factor(self, effective_batch: int) -> float:
+        """The multiplier of the learning rates for this effective batch size."""
+        ratio = effective_batch / self.reference_batch
+        return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.mode]
 
 
 def head_of(net: nn.Module) -> nn.Module:
@@ -104,3 +157,9 @@ class WarmupCosineLR(LambdaLR):
             raise ValueError("WarmupCosineLR needs total_steps")
         lr_lambda: Callable[[int], float] = WarmupCosine(warmup_steps, total_steps, final_factor)
         super().__init__(optimizer, lr_lambda, last_epoch)
+
+
+# A model built in Python keeps these objects among the arguments saved in its checkpoints (the CLI
+# saves their fields as plain values); Lightning reads those with torch.load's weights_only mode,
+# which unpickles only the classes registered here.
+torch.serialization.add_safe_globals([GroupSettings, ScheduleSettings, LRScaling])

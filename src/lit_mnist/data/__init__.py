@@ -1,8 +1,8 @@
 """Data: the MNIST datamodule, the loading machinery behind it and on-device augmentation. The
 datamodule describes its images with a `DataSpec` that the model, the nets and the tools read."""
 
-from lit_mnist.data.augment import random_affine
-from lit_mnist.data.loading import EpochSampler, GatherBatch, ResumableLoader, index_batch
+from lit_mnist.data.augment import AugmentSettings, random_affine
+from lit_mnist.data.loading import EpochSampler, GatherBatch, LoaderSettings, ResumableLoader, index_batch
 from lit_mnist.data.mnist import (
     FILES,
     MEAN,
@@ -22,10 +22,12 @@ __all__ = [
     "MEAN",
     "SPEC",
     "STD",
+    "AugmentSettings",
     "DataError",
     "DataSpec",
     "EpochSampler",
     "GatherBatch",
+    "LoaderSettings",
     "MNISTDataModule",
     "ResumableLoader",
     "index_batch",

@@ -1,6 +1,7 @@
 """Augmentation of whole batches on the device."""
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,3 +25,41 @@ def random_affine(images: Tensor, degrees: float, shift: float, scale: float) ->
     )
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Random rotation, shift and scale of the training images: each image gets its own draw, on
+    the device, after the batch is there. All 0: no augmentation.
+
+    Args:
+        degrees: rotate by up to this many degrees either way.
+        shift: shift by up to this fraction of the image size in x and y.
+        scale: scale by a factor within 1 +- this.
+    """
+
+    degrees: float = 0.0
+    shift: float = 0.0
+    scale: float = 0.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong with it) for each value a draw cannot use."""
+        bounds = (("degrees", self.degrees), ("shift", self.shift))
+        problems = [(k, f"must be 0 or more, got {v}") for k, v in bounds if v < 0]
+        if not 0 <= self.scale < 1:  # a zoom factor of 0 or less flips or collapses the image
+            problems.append(("scale", f"must be in [0, 1), got {self.scale}"))
+        return problems
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.degrees or self.shift or self.scale)
+
+    def apply(self, images: Tensor) -> Tensor:
+        """`random_affine` of a float batch (B, C, H, W) with these bounds."""
+        return random_affine(images, self.degrees, self.shift, self.scale)
+
+
+# A datamodule built in Python stores these settings in checkpoints with its other arguments;
+# Lightning reads checkpoints with torch.load's weights_only mode, which unpickles only the classes
+# registered here.
+torch.serialization.add_safe_globals([AugmentSettings])

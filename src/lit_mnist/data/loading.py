@@ -1,10 +1,43 @@
-"""From indices to batches: the resumable sampler and loader, and the one-gather collate_fn."""
+"""From indices to batches: the loader settings, the resumable sampler and loader, and the
+one-gather collate_fn."""
 
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How the DataLoaders run.
+
+    Args:
+        num_workers: DataLoader worker processes; 0 gathers batches in the main process.
+        pin_memory: page-locked batches, for faster copies to a GPU.
+        persistent_workers: keep workers alive between epochs (needs num_workers > 0).
+        prefetch_factor: batches each worker loads ahead (needs num_workers > 0).
+        drop_last: drop the last incomplete training batch.
+    """
+
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None
+    drop_last: bool = False
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong with it) for each value a DataLoader refuses."""
+        if self.num_workers < 0:
+            return [("num_workers", f"must be 0 or more, got {self.num_workers}")]
+        if self.num_workers == 0 and (self.persistent_workers or self.prefetch_factor is not None):
+            return [("num_workers", "must be above 0 for persistent_workers or prefetch_factor")]
+        return []
+
+    def dataloader_kwargs(self, train: bool) -> dict:
+        """The DataLoader's keyword arguments; evaluation keeps its last batch."""
+        return asdict(self) | {"drop_last": self.drop_last and train}
 
 
 class GatherBatch:
@@ -73,3 +106,9 @@ class ResumableLoader(DataLoader):
             epoch, batches = epoch + 1, 0
         self.sampler.set_epoch(epoch)
         self.sampler.skip = batches * self.batch_size
+
+
+# A datamodule built in Python stores these settings in checkpoints with its other arguments;
+# Lightning reads checkpoints with torch.load's weights_only mode, which unpickles only the classes
+# registered here.
+torch.serialization.add_safe_globals([LoaderSettings])

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lit_mnist.data.augment import random_affine
-from lit_mnist.data.loading import EpochSampler, GatherBatch, ResumableLoader, index_batch
+from lit_mnist.data.augment import AugmentSettings
+from lit_mnist.data.loading import EpochSampler, GatherBatch, LoaderSettings, ResumableLoader, index_batch
 from lit_mnist.data.spec import DataSpec
 from lit_mnist.errors import ParameterError
 
@@ -91,15 +91,9 @@ class MNISTDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 1000,
         shuffle_seed: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        prefetch_factor: int | None = None,
-        drop_last: bool = False,
         on_device: bool = False,
-        augment_degrees: float = 0.0,
-        augment_shift: float = 0.0,
-        augment_scale: float = 0.0,
+        loader: LoaderSettings = LoaderSettings(),  # noqa: B008 (frozen)
+        augment: AugmentSettings = AugmentSettings(),  # noqa: B008 (frozen)
         predict_path: str | None = None,
     ) -> None:
         """
@@ -111,17 +105,11 @@ class MNISTDataModule(L.LightningDataModule):
             batch_size: training batch size.
             eval_batch_size: batch size for validation, test and prediction.
             shuffle_seed: seed of the training order; None follows the run's seed.
-            num_workers: DataLoader worker processes; 0 gathers batches in the main process.
-            pin_memory: page-locked batches, for faster copies to a GPU.
-            persistent_workers: keep workers alive between epochs (needs num_workers > 0).
-            prefetch_factor: batches each worker loads ahead (needs num_workers > 0).
-            drop_last: drop the last incomplete training batch.
             on_device: hold the uint8 images on the training device (a GPU: 55 MB) and gather each
                 batch there; the loader then only yields indices.
-            augment_degrees: training images are rotated by up to this many degrees either way.
-            augment_shift: ... and shifted by up to this fraction of their size in x and y.
-            augment_scale: ... and scaled by a factor within 1 +- this. All 0: no augmentation.
-                Each image gets its own draw, on the device, after the batch is there.
+            loader: how the DataLoaders run (worker processes, pinned memory, ...).
+            augment: random rotation, shift and scale of the training images, a draw per image on
+                the device; all 0 (the default): none.
             predict_path: an image file or a folder of them (PNG, JPEG, ...; any size, colour or
                 polarity) for `predict`, made into MNIST-style digits; None predicts the test set.
         """
@@ -129,18 +117,15 @@ class MNISTDataModule(L.LightningDataModule):
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
                 raise ParameterError(self, name, f"must be at least 1, got {value}")
-        for name, value in (("augment_degrees", augment_degrees), ("augment_shift", augment_shift)):
-            if value < 0:
-                raise ParameterError(self, name, f"must be 0 or more, got {value}")
-        if not 0 <= augment_scale < 1:
-            raise ParameterError(self, "augment_scale", f"must be in [0, 1), got {augment_scale}")
-        if num_workers < 0:
-            raise ParameterError(self, "num_workers", f"must be 0 or more, got {num_workers}")
-        if num_workers == 0 and (persistent_workers or prefetch_factor is not None):
-            raise ParameterError(
-                self, "num_workers", "must be above 0 for persistent_workers or prefetch_factor"
-            )
+        # checked here, not in the settings' __post_init__: the CLI builds those while parsing, where
+        # an error would not name its flag
+        settings = {"loader": loader, "augment": augment}
+        problems = [(f"{k}.{field}", why) for k, v in settings.items() for field, why in v.problems()]
+        if problems:
+            raise ParameterError(self, *problems[0])
         self.save_hyperparameters(logger=False)
+        # kept as given: through the CLI, hparams hold these settings as plain dicts
+        self.loader, self.augment = loader, augment
         # The official train images followed by the official test images: indices 60000 and up are
         # the test set. One pair of tensors serves every stage with the same gather.
         self.spec = SPEC
@@ -207,11 +192,7 @@ class MNISTDataModule(L.LightningDataModule):
             batch_size=hp.batch_size if train else hp.eval_batch_size,
             sampler=sampler,
             collate_fn=index_batch if hp.on_device else GatherBatch(self.images, self.labels),
-            drop_last=hp.drop_last and train,
-            num_workers=hp.num_workers,
-            pin_memory=hp.pin_memory,
-            persistent_workers=hp.persistent_workers,
-            prefetch_factor=hp.prefetch_factor,
+            **self.loader.dataloader_kwargs(train),
             **options,
         )
 
@@ -253,16 +234,12 @@ class MNISTDataModule(L.LightningDataModule):
         return bool(self.hparams.predict_path) and trainer is not None and trainer.state.fn == "predict"
 
     def on_after_batch_transfer(self, batch: Tensor | tuple[Tensor, Tensor], dataloader_idx: int):
-        hp = self.hparams
+        augment = self.augment
         # an index batch (on_device) is gathered here; own images for predict come as images
         images, labels = self._gather_on_device(batch) if isinstance(batch, Tensor) else batch
-        if (
-            self.trainer is not None
-            and self.trainer.training
-            and (hp.augment_degrees or hp.augment_shift or hp.augment_scale)
-        ):
+        if self.trainer is not None and self.trainer.training and augment.enabled:
             # before normalising, so the pixels moved in from outside are 0 (background)
-            images = random_affine(images.float(), hp.augment_degrees, hp.augment_shift, hp.augment_scale)
+            images = augment.apply(images.float())
         return self.spec.normalize(images), labels
 
     def _gather_on_device(self, index: Tensor) -> tuple[Tensor, Tensor]:

@@ -51,15 +51,15 @@ FEATURES = {
         "--trainer.precision=32-true",
         "--model.channels_last=false",
     ],
-    "batch 256, lr x2 (--data.batch_size=256 --model.lr_scaling=sqrt)": [
+    "batch 256, lr x2 (--data.batch_size=256 --model.lr_scaling.mode=sqrt)": [
         "--data.batch_size=256",
-        "--model.lr_scaling=sqrt",
+        "--model.lr_scaling.mode=sqrt",
     ],
     "torch.compile (--model.compile=true)": ["--model.compile=true"],
     "1 thread (--threads=1)": ["--threads=1"],
-    "1 loader worker (--data.num_workers=1 --data.persistent_workers=true)": [
-        "--data.num_workers=1",
-        "--data.persistent_workers=true",
+    "1 loader worker (--data.loader.num_workers=1 --data.loader.persistent_workers=true)": [
+        "--data.loader.num_workers=1",
+        "--data.loader.persistent_workers=true",
     ],
     "data held on the device (--data.on_device=true)": ["--data.on_device=true"],
 }
