@@ -137,7 +137,7 @@ def test_compare_passes_every_other_flag_to_each_fit(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["plots", "{tmp}/nowhere"], "error: {tmp}/nowhere is not a run folder with TensorBoard event files"),
+        (["plots", "{tmp}/nowhere"], "error: {tmp}/nowhere is not a run folder (no TensorBoard event files"),
         (["results", "{tmp}/nowhere"], "error: {tmp}/nowhere is not a folder"),
         (["results", "{tmp}"], "error: no metrics.json under {tmp}"),
         (["export", "{tmp}/missing.ckpt"], "error: checkpoint {tmp}/missing.ckpt not found"),

@@ -1,8 +1,6 @@
 """The command line: LightningCLI with the template's defaults, fit followed by test, one-line
 errors, and the tools around finished runs as subcommands of the same command."""
 
-import importlib
-import os
 import shlex
 import sys
 from importlib.metadata import version
@@ -19,10 +17,11 @@ from lit_mnist.callbacks.divergence import Diverged
 from lit_mnist.callbacks.predictions import PredictionWriter
 from lit_mnist.callbacks.summary import RunSummary
 from lit_mnist.data import DataError, MNISTDataModule
-from lit_mnist.errors import ParameterError, UserError
+from lit_mnist.errors import ParameterError, UserError, config_key
+from lit_mnist.loggers import allow_mlflow_file_store, experiment_dir, resume_into, run_folder
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.tools import TOOLS, overview, run_tool
-from lit_mnist.tools.runs import read_checkpoint, run_dir_of
+from lit_mnist.tools.runs import newest_last_checkpoint, read_checkpoint, run_dir_of, shape_mismatch
 
 # Lightning's own meanings of --ckpt_path; anything else must be a file.
 CKPT_KEYWORDS = ("best", "hpc", "registry")
@@ -33,20 +32,71 @@ CALLBACK_GROUPS = {
     "lr_monitor": LearningRateMonitor,
 }
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+DEFAULTS = {
+    "checkpoint.monitor": "val/acc",
+    "checkpoint.mode": "max",
+    "checkpoint.save_last": False,  # LastCheckpoint writes last.ckpt
+    "checkpoint.filename": "epoch{epoch:02d}-step{step:06d}-val_acc{val/acc:.4f}",
+    "checkpoint.auto_insert_metric_name": False,
+    "lr_monitor.log_momentum": True,
+    "lr_monitor.log_weight_decay": True,
+    "trainer.logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
+    },
+    "trainer.max_epochs": 10,
+}
+# The template's own flags: name -> (type, default, help).
+OPTIONS = {
+    "auto_precision": (
+        bool,
+        True,
+        "When trainer.precision is unset, use the fastest precision the device runs natively: "
+        "bf16-mixed on GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, 16-mixed on older GPUs, "
+        "else 32-true.",
+    ),
+    "threads": (
+        int | None,
+        None,
+        "CPU threads for PyTorch's operators (torch.set_num_threads); None keeps its default.",
+    ),
+    "save_every_n_steps": (
+        int,
+        200,
+        "Also write checkpoints/last.ckpt every this many optimizer steps, mid-epoch, so "
+        "`--ckpt_path last` resumes a killed run at its next batch; 0 saves at epoch ends only.",
+    ),
+    "stop_on_nan": (bool, True, "Stop at the first non-finite training loss with one line saying where."),
+    "predictions_file": (
+        str | None,
+        None,
+        "predict with --data.predict_path: the CSV to write (default: predictions.csv in the "
+        "checkpoint's run folder, else in the working folder).",
+    ),
+    "test_after_fit": (bool, True, "After fit, test the best checkpoint on the official test set."),
+}
 
 
 class SaveFitConfig(SaveConfigCallback):
-    """Writes config.yaml for `fit` only: testing a checkpoint must not overwrite its run's config."""
+    """Writes config.yaml into the run folder, whatever the logger, and for `fit` only: testing a
+    checkpoint must not overwrite its run's config. A resumed run rewrites its own."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
+            self.folder = run_folder(trainer) or Path(trainer.default_root_dir)  # every process asks
             super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / self.config_filename
+        self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=self.multifile)
 
 
 class MNISTCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
         kwargs.setdefault("seed_everything_default", 0)
         self.command = shlex.join(["lit-mnist", *(sys.argv[1:] if args is None else args)])
+        self.checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once
         try:
             super().__init__(
                 MNISTClassifier,
@@ -54,7 +104,7 @@ class MNISTCLI(LightningCLI):
                 args=args,
                 auto_configure_optimizers=False,
                 save_config_callback=SaveFitConfig,
-                save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config
+                save_config_kwargs={"save_to_log_dir": False},  # SaveFitConfig knows the run folder
                 **kwargs,
             )
         except ParameterError as err:
@@ -63,64 +113,11 @@ class MNISTCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name, callback in CALLBACK_GROUPS.items():
             parser.add_lightning_class_args(callback, name)
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/acc",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": False,  # LastCheckpoint writes last.ckpt
-                "checkpoint.filename": "epoch{epoch:02d}-step{step:06d}-val_acc{val/acc:.4f}",
-                "checkpoint.auto_insert_metric_name": False,
-                "lr_monitor.log_momentum": True,
-                "lr_monitor.log_weight_decay": True,
-                "trainer.logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
-                },
-                "trainer.max_epochs": 10,
-            }
-        )
+        parser.set_defaults(DEFAULTS)
         # the data owns its shape: the net is built for the images the datamodule describes
         parser.link_arguments("data.spec", "model.data", apply_on="instantiate")
-        parser.add_argument(
-            "--auto_precision",
-            type=bool,
-            default=True,
-            help="When trainer.precision is unset, use the fastest precision the device runs natively: "
-            "bf16-mixed on GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, 16-mixed on older GPUs, "
-            "else 32-true.",
-        )
-        parser.add_argument(
-            "--threads",
-            type=int | None,
-            default=None,
-            help="CPU threads for PyTorch's operators (torch.set_num_threads); None keeps its default.",
-        )
-        parser.add_argument(
-            "--save_every_n_steps",
-            type=int,
-            default=200,
-            help="Also write checkpoints/last.ckpt every this many optimizer steps, mid-epoch, so "
-            "`--ckpt_path last` resumes a killed run at its next batch; 0 saves at epoch ends only.",
-        )
-        parser.add_argument(
-            "--stop_on_nan",
-            type=bool,
-            default=True,
-            help="Stop at the first non-finite training loss with one line saying where.",
-        )
-        parser.add_argument(
-            "--predictions_file",
-            type=str | None,
-            default=None,
-            help="predict with --data.predict_path: the CSV to write (default: predictions.csv in "
-            "the checkpoint's run folder, else in the working folder).",
-        )
-        parser.add_argument(
-            "--test_after_fit",
-            type=bool,
-            default=True,
-            help="After fit, test the best checkpoint on the official test set.",
-        )
+        for name, (kind, default, help) in OPTIONS.items():
+            parser.add_argument(f"--{name}", type=kind, default=default, help=help)
 
     def _active_config(self):
         """The config of the subcommand, or the whole config when built with run=False."""
@@ -130,12 +127,19 @@ class MNISTCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
         config = self._active_config()
-        if config.get("ckpt_path"):
-            config.ckpt_path = self._resolve_checkpoint(config)
-            run_dir = run_dir_of(Path(config.ckpt_path))
-            if run_dir is not None:
+        allow_mlflow_file_store(config.trainer.logger)
+        if config.get("ckpt_path") and config.ckpt_path not in CKPT_KEYWORDS:
+            path = config.ckpt_path
+            if path == "last":
+                path = str(newest_last_checkpoint(experiment_dir(config.trainer.logger)))
+            elif not Path(path).is_file():
+                raise UserError(f"--ckpt_path {path}: no such checkpoint file")
+            config.ckpt_path, self.checkpoint = path, read_checkpoint(path, "--ckpt_path")
+            run_dir = run_dir_of(Path(path))
+            if run_dir is not None and config.trainer.logger:
                 resuming = self.config.get("subcommand") == "fit"
-                _log_into(config.trainer.logger, run_dir, self._ckpt_step if resuming else None)
+                purge_step = self.checkpoint.get("global_step") if resuming else None
+                resume_into(config.trainer.logger, run_dir, purge_step)
 
     def before_instantiate_classes(self) -> None:
         config = self._active_config()
@@ -171,40 +175,11 @@ class MNISTCLI(LightningCLI):
         ]
         return trainer
 
-    def _resolve_checkpoint(self, config) -> str:
-        """`last` means the newest last.ckpt of this experiment's runs; a path must exist."""
-        ckpt_path = config.ckpt_path
-        if ckpt_path in CKPT_KEYWORDS:
-            return ckpt_path
-        if ckpt_path == "last":
-            if not _is_tensorboard(config.trainer.logger):
-                raise UserError("--ckpt_path last needs the default TensorBoardLogger to know where runs are")
-            init = config.trainer.logger.init_args
-            experiment = Path(init.save_dir) / init.name
-            candidates = sorted(experiment.glob("*/checkpoints/last.ckpt"), key=os.path.getmtime)
-            if not candidates:
-                raise UserError(f"--ckpt_path last: no run under {experiment} has checkpoints/last.ckpt")
-            ckpt_path = str(candidates[-1])
-        elif not Path(ckpt_path).is_file():
-            raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
-        checkpoint = read_checkpoint(ckpt_path, "--ckpt_path")
-        self._ckpt_step = checkpoint.get("global_step")
-        state = checkpoint["state_dict"]
-        self._ckpt_shapes = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
-        return ckpt_path
-
     def _check_checkpoint_fits(self) -> None:
         """A checkpoint of another model would fail deep inside Lightning: say what differs."""
-        saved = getattr(self, "_ckpt_shapes", None)
-        if saved is None:
-            return
-        here = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
-        problems = [f"missing {k}" for k in here if k not in saved][:3]
-        problems += [f"unexpected {k}" for k in saved if k not in here][:3]
-        problems += [
-            f"{k} is {saved[k]} there, {here[k]} here" for k in here if k in saved and saved[k] != here[k]
-        ][:3]
-        if problems:
+        if self.checkpoint is not None and (
+            problems := shape_mismatch(self.checkpoint["state_dict"], self.model)
+        ):
             path = self._active_config().ckpt_path
             raise UserError(f"--ckpt_path {path} holds a different model: {'; '.join(problems)}")
 
@@ -224,7 +199,7 @@ class MNISTCLI(LightningCLI):
     def _as_flag(self, err: ParameterError) -> str:
         """The error with the flag that set the parameter, as the user typed it."""
         config = getattr(self, "config", None)
-        prefix = _config_key(_active_dict(config), err.owner) if config is not None else None
+        prefix = config_key(_active_dict(config), err.owner) if config is not None else None
         groups = {"model": self.model_class, "data": self.datamodule_class, **CALLBACK_GROUPS}
         prefix = prefix or next((k for k, cls in groups.items() if issubclass(err.owner, cls)), None)
         if prefix is None:
@@ -235,30 +210,6 @@ class MNISTCLI(LightningCLI):
 def _active_dict(config) -> dict:
     plain = config.as_dict()
     return plain.get(plain["subcommand"], plain) if plain.get("subcommand") else plain
-
-
-def _config_key(node, owner: type, prefix: str = "") -> str | None:
-    """Where in a config (as nested dicts) the class `owner` is named by a class_path."""
-    if isinstance(node, dict):
-        if _is_class(node.get("class_path"), owner):
-            return prefix
-        children = [(f"{prefix}.{k}" if prefix else k, v) for k, v in node.items() if k != "init_args"]
-        children += [(prefix, node["init_args"])] if isinstance(node.get("init_args"), dict) else []
-    elif isinstance(node, list):
-        children = [(prefix, item) for item in node]
-    else:
-        return None
-    return next((key for path, child in children if (key := _config_key(child, owner, path))), None)
-
-
-def _is_class(class_path, owner: type) -> bool:
-    if not isinstance(class_path, str) or "." not in class_path:
-        return False
-    module, name = class_path.rsplit(".", 1)
-    try:
-        return getattr(importlib.import_module(module), name, None) is owner
-    except ImportError:
-        return False
 
 
 def fastest_precision(accelerator: str) -> str:
@@ -275,21 +226,6 @@ def _cpu_has_native_bf16() -> bool:
     and then the answer is no (fp32)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def _log_into(logger_config, run_dir: Path, purge_step: int | None) -> None:
-    """Point a TensorBoardLogger config at an existing run folder, so a resumed run continues there.
-    A killed run logged past its last checkpoint: TensorBoard hides the events from `purge_step` on,
-    and the resumed run writes them again, so no step shows twice."""
-    if _is_tensorboard(logger_config):
-        init = logger_config.init_args
-        init.save_dir, init.name, init.version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
-        if purge_step is not None:
-            logger_config.dict_kwargs = {**(logger_config.get("dict_kwargs") or {}), "purge_step": purge_step}
-
-
-def _is_tensorboard(logger_config) -> bool:
-    return bool(logger_config) and str(logger_config.get("class_path", "")).endswith("TensorBoardLogger")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,7 @@
-"""The two kinds of mistake a user can make, each told in one line."""
+"""The two kinds of mistake a user can make, each told in one line, and how the command line finds
+the flag that set a parameter."""
+
+import importlib
 
 
 class UserError(Exception):
@@ -14,3 +17,28 @@ class ParameterError(ValueError):
         self.owner = owner if isinstance(owner, type) else type(owner)
         self.parameter, self.problem = parameter, problem
         super().__init__(f"{parameter} {problem}")
+
+
+def config_key(node, owner: type, prefix: str = "") -> str | None:
+    """Where in a config (as nested dicts) the class `owner` is named by a class_path, as a dotted
+    key (`model.net`, `trainer.callbacks`); None when it is not named."""
+    if isinstance(node, dict):
+        if _is_class(node.get("class_path"), owner):
+            return prefix
+        children = [(f"{prefix}.{k}" if prefix else k, v) for k, v in node.items() if k != "init_args"]
+        children += [(prefix, node["init_args"])] if isinstance(node.get("init_args"), dict) else []
+    elif isinstance(node, list):
+        children = [(prefix, item) for item in node]
+    else:
+        return None
+    return next((key for path, child in children if (key := config_key(child, owner, path))), None)
+
+
+def _is_class(class_path, owner: type) -> bool:
+    if not isinstance(class_path, str) or "." not in class_path:
+        return False
+    module, name = class_path.rsplit(".", 1)
+    try:
+        return getattr(importlib.import_module(module), name, None) is owner
+    except ImportError:
+        return False

@@ -8,6 +8,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from lit_mnist.callbacks.divergence import diverged
 from lit_mnist.errors import ParameterError
+from lit_mnist.loggers import run_folder
 
 
 class LastCheckpoint(Checkpoint):
@@ -31,7 +32,7 @@ class LastCheckpoint(Checkpoint):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         main = trainer.checkpoint_callback
         folder = getattr(main, "dirpath", None) if main is not self else None
-        default = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+        default = (run_folder(trainer) or Path(trainer.default_root_dir)) / "checkpoints"
         self.dirpath = Path(folder) if folder else default
 
     @property

@@ -2,16 +2,17 @@
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lit_mnist.errors import ParameterError
+from lit_mnist.loggers import log_figure
 
 
 class ValidationFigures(L.Callback):
-    """Each validation epoch, two figures in TensorBoard's IMAGES tab: the confusion matrix
-    (counted over every process) and the worst misclassified digits (highest loss) with their true
-    and predicted labels. `every_n_epochs=0` turns them off.
+    """Each validation epoch, two figures for the logger (TensorBoard's IMAGES tab, MLflow's
+    artifacts, PNGs in the run's figures/ folder for CSV): the confusion matrix (counted over every
+    process) and the worst misclassified digits (highest loss) with their true and predicted
+    labels. `every_n_epochs=0` turns them off.
 
     Args:
         every_n_epochs: draw every this many epochs; 0 never.
@@ -60,13 +61,11 @@ class ValidationFigures(L.Callback):
         if not self._active(trainer) or self._counter is None:
             return
         self.confusion = self._counter.compute()  # a collective: every process sums its counts in
-        logger = trainer.logger
-        if not trainer.is_global_zero or not isinstance(logger, TensorBoardLogger):
+        if not trainer.is_global_zero or trainer.logger is None:
             return
-        step = trainer.global_step
-        logger.experiment.add_figure("val/confusion_matrix", confusion_figure(self.confusion.cpu()), step)
+        log_figure(trainer, "val/confusion_matrix", confusion_figure(self.confusion.cpu()))
         if self._worst is not None:
-            logger.experiment.add_figure("val/worst_misclassified", worst_figure(*self._worst), step)
+            log_figure(trainer, "val/worst_misclassified", worst_figure(*self._worst))
 
 
 def confusion_figure(confusion: torch.Tensor, title: str = "Validation confusion matrix"):

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_mnist.loggers import log_settings, log_text, run_folder
 from lit_mnist.tools.diagnosis import diagnose_run
-from lit_mnist.tools.events import read_scalars
 
 TRAINER_SETTINGS = ("max_epochs", "max_steps", "accumulate_grad_batches", "precision", "gradient_clip_val")
 
@@ -21,7 +20,8 @@ class RunSummary(L.Callback):
     best checkpoint, fit and wall time, hardware and library versions, seed, experiment name, the
     command and a diagnosis of the loss curves (printed too). The settings go to the logger with
     the final metrics, so TensorBoard's HPARAMS tab compares runs. A test that follows in the same
-    trainer adds its metrics to both.
+    trainer adds its metrics to both. Works with any logger: the curves are collected here (and
+    carried in checkpoints, so a resumed run is diagnosed whole).
 
     Args:
         command: how the run was started, recorded so tables of runs can say how each was made.
@@ -32,13 +32,35 @@ class RunSummary(L.Callback):
     def __init__(self, command: str | None = None, test_follows: bool = False) -> None:
         self.command, self.test_follows = command, test_follows
         self.results: dict = {}
+        self.curves = Curves()
         self._started: float | None = None
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":  # before a checkpoint's state is loaded into it
+            self.curves, self._trainer = Curves(), trainer
+
+    def state_dict(self) -> dict:
+        if self._trainer is not None:  # a checkpoint at an epoch's end: that epoch's loss is logged
+            self.curves.take_train(self._trainer)
+        return self.curves.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.curves = Curves(**state_dict)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
         self.results = {}
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.curves.take_train(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self.curves.take_val(trainer)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.curves.take_train(trainer)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         self.results = {
             "epochs": trainer.current_epoch,
@@ -60,10 +82,9 @@ class RunSummary(L.Callback):
     def _record(
         self, trainer: L.Trainer, pl_module: L.LightningModule, shown: tuple[str, ...], final: bool
     ) -> None:
-        log_dir = trainer.log_dir  # a collective under DDP: every process asks
-        if trainer.fast_dev_run or not trainer.is_global_zero or log_dir is None:
+        run_dir = run_folder(trainer)  # a collective under DDP: every process asks
+        if trainer.fast_dev_run or not trainer.is_global_zero or run_dir is None:
             return
-        run_dir = Path(log_dir)
         results = dict(self.results)
         results["wall_seconds"] = round(time.perf_counter() - self._started, 2)
         results["hardware"] = hardware(trainer)
@@ -71,8 +92,8 @@ class RunSummary(L.Callback):
         results["experiment"] = getattr(trainer.logger, "name", None)
         if self.command:
             results["command"] = self.command
-        if isinstance(trainer.logger, TensorBoardLogger):
-            results["diagnosis"] = diagnose_run(read_scalars(run_dir))
+        results["diagnosis"] = diagnose_run(self.curves.scalars())
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
         if final:
             self._log_hyperparameters(trainer, pl_module, results)
@@ -80,25 +101,55 @@ class RunSummary(L.Callback):
         if not tested:
             print(f"\nRun folder: {run_dir}")
         print("  " + "  ".join(f"{k}={results[k]:.4f}" for k in shown if results.get(k) is not None))
-        if "diagnosis" in results and not tested:
+        if not tested:
             print(f"  Diagnosis: {results['diagnosis']}")
 
     def _log_hyperparameters(self, trainer: L.Trainer, pl_module: L.LightningModule, results: dict) -> None:
         logger = trainer.logger
-        if not isinstance(logger, TensorBoardLogger):
-            return
         params = {"seed": results["seed"], "model": _settings(pl_module.hparams)}
         if trainer.datamodule is not None:
             params["data"] = _settings(trainer.datamodule.hparams)
         params["trainer"] = {k: getattr(trainer, k, None) for k in TRAINER_SETTINGS}
         params["trainer"]["precision"] = str(trainer.precision)
         metrics = {k: v for k, v in results.items() if "/" in k and isinstance(v, float)}
-        logger.log_hyperparams(params, metrics)
-        if "diagnosis" in results:
-            logger.experiment.add_text("diagnosis", results["diagnosis"], trainer.global_step)
+        log_settings(trainer, params, metrics)
+        log_text(trainer, "diagnosis", results["diagnosis"])
         # The trainer closed the logger at the end of the stage; this reopened it. Close again, or
         # the queued events may never reach the file.
         logger.finalize("success")
+
+
+class Curves:
+    """The loss per epoch, the validation loss per evaluation and the learning rate (of the first
+    parameter group: every group follows the same schedule, scaled) over a fit, as the diagnosis
+    reads them."""
+
+    def __init__(self, train: dict | None = None, val: list | None = None, lr: list | None = None):
+        self.train: dict[int, float] = dict(train or {})  # epoch -> mean training loss
+        self.val: list[tuple[int, float]] = list(val or [])  # (step, validation loss)
+        self.lr: list[tuple[int, float]] = list(lr or [])
+
+    def take_train(self, trainer: L.Trainer) -> None:
+        """The newest mean training loss, logged by the module at the end of the last epoch the
+        loop has processed (callbacks can look at it from the next hook on)."""
+        loss = trainer.callback_metrics.get("train/loss")
+        epoch = trainer.fit_loop.epoch_progress.current.processed - 1
+        if loss is not None and epoch >= 0:
+            self.train[epoch] = float(loss)
+
+    def take_val(self, trainer: L.Trainer) -> None:
+        loss = trainer.callback_metrics.get("val/loss")
+        if loss is not None:
+            self.val.append((trainer.global_step, float(loss)))
+        if trainer.optimizers:
+            self.lr.append((trainer.global_step, float(trainer.optimizers[0].param_groups[0]["lr"])))
+
+    def state_dict(self) -> dict:
+        return {"train": dict(self.train), "val": list(self.val), "lr": list(self.lr)}
+
+    def scalars(self) -> dict[str, list[tuple[int, float]]]:
+        """As lit_mnist.tools.diagnosis.diagnose_run takes them."""
+        return {"train/loss": sorted(self.train.items()), "val/loss": self.val, "lr-group0": self.lr}
 
 
 def hardware(trainer: L.Trainer) -> dict:

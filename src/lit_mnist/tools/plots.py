@@ -69,11 +69,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = parser_for(prog, __doc__)
     parser.add_argument("run", type=Path, help="a run folder (logs/<experiment>/version_<n>)")
     args = parser.parse_args(argv)
-    if not args.run.is_dir() or not any(args.run.glob("events.out.tfevents.*")):
-        fail(f"{args.run} is not a run folder with TensorBoard event files (logs/<experiment>/version_<n>)")
+    try:
+        scalars = read_scalars(args.run)
+    except FileNotFoundError as err:
+        fail(f"{args.run} is not a run folder ({err})")
     for path in plot(args.run):
         print(f"wrote {path}")
-    print(f"\nDiagnosis: {diagnose_run(read_scalars(args.run))}")
+    print(f"\nDiagnosis: {diagnose_run(scalars)}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,26 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
 
 
+def newest_last_checkpoint(experiment: Path | None, flag: str = "--ckpt_path") -> Path:
+    """The last.ckpt written most recently by any run of an experiment folder."""
+    if experiment is None:
+        raise UserError(f"{flag} last: the logger keeps no run folders here; give the checkpoint's path")
+    candidates = sorted(experiment.glob(f"*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise UserError(f"{flag} last: no run under {experiment} has checkpoints/{LAST}")
+    return candidates[-1]
+
+
+def shape_mismatch(saved: dict, model: torch.nn.Module, most: int = 3) -> list[str]:
+    """How a checkpoint's state_dict differs from a model's, by key and shape (a few of each)."""
+    here = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    there = {k: tuple(v.shape) for k, v in saved.items() if hasattr(v, "shape")}
+    problems = [f"missing {k}" for k in here if k not in there][:most]
+    problems += [f"unexpected {k}" for k in there if k not in here][:most]
+    changed = [k for k in here if k in there and there[k] != here[k]]
+    return problems + [f"{k} is {there[k]} there, {here[k]} here" for k in changed][:most]
+
+
 def latest_run(root: str | Path = "logs") -> Path:
     """The most recently written run folder under `root` (one with a checkpoints/ folder)."""
     root = Path(root)
