@@ -155,8 +155,10 @@ class MNISTCLI(LightningCLI):
         if config.auto_precision and config.trainer.precision is None:
             config.trainer.precision = fastest_precision(config.trainer.accelerator)
         if config.trainer.fast_dev_run:
-            # a smoke run saves nothing; ModelCheckpoint's save_last would still write ./checkpoints
+            # a smoke run saves nothing; ModelCheckpoint's save_last would still write ./checkpoints,
+            # and a logger may create its store (MLflow's mlruns/) before Lightning swaps it out
             config.checkpoint.save_last = False
+            config.trainer.logger = False
 
     def instantiate_trainer(self, **kwargs):
         config = self._active_config()
@@ -243,7 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     raising = {"exit_on_error": False}
     try:
         _check_config_files(argv)
-        MNISTCLI(args=argv, parser_kwargs={**raising, **{name: raising for name in SUBCOMMANDS}})
+        parser_kwargs = {**raising, **{name: raising for name in SUBCOMMANDS}}
+        from_shell = argv == sys.argv[1:]  # then LightningCLI reads sys.argv itself, without a warning
+        MNISTCLI(args=None if from_shell else argv, parser_kwargs=parser_kwargs)
     except (UserError, DataError, Diverged) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

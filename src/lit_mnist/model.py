@@ -33,10 +33,10 @@ class MNISTClassifier(L.LightningModule):
         net: NetFactory = ConvNet,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
-        schedule: ScheduleSettings = ScheduleSettings(),  # noqa: B008 (frozen)
-        features: GroupSettings = GroupSettings(),  # noqa: B008 (frozen)
-        classifier: GroupSettings = GroupSettings(),  # noqa: B008 (frozen)
-        lr_scaling: LRScaling = LRScaling(),  # noqa: B008 (frozen)
+        schedule: ScheduleSettings = ScheduleSettings(),
+        features: GroupSettings = GroupSettings(),
+        classifier: GroupSettings = GroupSettings(),
+        lr_scaling: LRScaling = LRScaling(),
         label_smoothing: float = 0.0,
         channels_last: bool = True,
         compile: bool = False,

@@ -92,8 +92,8 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: int = 1000,
         shuffle_seed: int | None = None,
         on_device: bool = False,
-        loader: LoaderSettings = LoaderSettings(),  # noqa: B008 (frozen)
-        augment: AugmentSettings = AugmentSettings(),  # noqa: B008 (frozen)
+        loader: LoaderSettings = LoaderSettings(),
+        augment: AugmentSettings = AugmentSettings(),
         predict_path: str | None = None,
     ) -> None:
         """
