@@ -1,8 +1,5 @@
 """MNISTClassifier: the net, the loss, the metrics and configure_optimizers."""
 
-import functools
-import inspect
-import math
 import random
 import warnings
 from collections.abc import Callable
@@ -12,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
@@ -20,7 +16,14 @@ from torchmetrics.classification import MulticlassAccuracy
 from lit_mnist.data import DataSpec
 from lit_mnist.errors import ParameterError
 from lit_mnist.nets import ConvNet
-from lit_mnist.optim import GroupSettings, LRScaling, ScheduleSettings, param_groups, scale_group_lrs
+from lit_mnist.optim import (
+    GroupSettings,
+    LRScaling,
+    ScheduleSettings,
+    param_groups,
+    scale_group_lrs,
+    scheduler_run_arguments,
+)
 
 # A net class (or any callable) that builds the net for the images a DataSpec describes.
 NetFactory = Callable[[DataSpec], nn.Module]
@@ -186,7 +189,17 @@ class MNISTClassifier(L.LightningModule):
         scale_group_lrs(optimizer, batch_factor)
         if self.scheduler_factory is None:
             return optimizer
-        derived = self._trainer_derived_args(optimizer, batch_factor)
+
+        def intervals() -> float | None:  # the scheduler's intervals in the run
+            step = self.schedule.interval == "step"
+            return self.trainer.estimated_stepping_batches if step else self.trainer.max_epochs
+
+        try:
+            derived = scheduler_run_arguments(
+                self.scheduler_factory, optimizer, batch_factor, intervals, self.schedule.frequency
+            )
+        except ValueError as err:
+            raise ParameterError(self, "scheduler", str(err)) from None
         try:
             scheduler = self.scheduler_factory(optimizer, **derived)
         except ValueError as err:
@@ -211,37 +224,3 @@ class MNISTClassifier(L.LightningModule):
         return self.lr_scaling.factor(
             batch_size * self.trainer.accumulate_grad_batches * self.trainer.world_size
         )
-
-    def _trainer_derived_args(self, optimizer: Optimizer, batch_factor: float) -> dict:
-        """Scheduler arguments that depend on the run: an unset `total_steps` (OneCycleLR,
-        WarmupCosineLR) becomes the number of scheduler steps the trainer will take; a scalar
-        `max_lr` becomes one peak per group so the groups keep their learning-rate ratios, scaled
-        with the batch like the learning rates."""
-        accepted, given = _partial_signature(self.scheduler_factory)
-        derived = {}
-        if "total_steps" in accepted and given.get("total_steps") is None and given.get("epochs") is None:
-            if self.schedule.interval == "step":
-                intervals = self.trainer.estimated_stepping_batches
-            else:
-                intervals = self.trainer.max_epochs
-            if intervals is None or intervals < 1 or math.isinf(intervals):
-                raise ParameterError(
-                    self, "scheduler", "needs total_steps: set it, or bound the run with the trainer's "
-                    "max_epochs or max_steps",
-                )  # fmt: skip
-            derived["total_steps"] = math.ceil(intervals / self.schedule.frequency)
-        if isinstance(given.get("max_lr"), int | float):
-            derived["max_lr"] = [
-                given["max_lr"] * group["lr_mult"] * batch_factor for group in optimizer.param_groups
-            ]
-        return derived
-
-
-def _partial_signature(factory) -> tuple[set[str], dict]:
-    """The parameter names of the class a partial builds, and the keywords it already holds.
-    LightningCLI hands over a functools.partial whose arguments include the class."""
-    if not isinstance(factory, functools.partial):
-        return set(), {}
-    target = next((x for x in (factory.func, *factory.args) if isinstance(x, type)), None)
-    accepted = set(inspect.signature(target).parameters) if target else set()
-    return accepted, factory.keywords

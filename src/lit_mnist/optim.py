@@ -1,5 +1,7 @@
 """Parameter groups and learning-rate schedules; plain PyTorch, no Lightning."""
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,6 +112,40 @@ def scale_group_lrs(optimizer: Optimizer, factor: float = 1.0) -> None:
     """Multiply the learning rate the optimizer filled in by each group's `lr_mult` and `factor`."""
     for group in optimizer.param_groups:
         group["lr"] = group["lr"] * group.get("lr_mult", 1.0) * factor
+
+
+def scheduler_run_arguments(
+    factory, optimizer: Optimizer, batch_factor: float, intervals: Callable[[], float | None], frequency: int
+) -> dict:
+    """Scheduler arguments that depend on the run: an unset `total_steps` (OneCycleLR,
+    WarmupCosineLR) becomes the number of scheduler steps, `intervals()` / `frequency`; a scalar
+    `max_lr` becomes one peak per group, so the groups keep their learning-rate ratios, scaled with
+    the batch like the learning rates. ValueError when the run has no end to count to."""
+    accepted, given = _partial_signature(factory)
+    derived = {}
+    if "total_steps" in accepted and given.get("total_steps") is None and given.get("epochs") is None:
+        total = intervals()
+        if total is None or total < 1 or math.isinf(total):
+            raise ValueError(
+                "needs total_steps: set it, or bound the run with the trainer's max_epochs or max_steps"
+            )
+        derived["total_steps"] = math.ceil(total / frequency)
+    if isinstance(given.get("max_lr"), int | float):
+        derived["max_lr"] = [
+            given["max_lr"] * group["lr_mult"] * batch_factor for group in optimizer.param_groups
+        ]
+    return derived
+
+
+def _partial_signature(factory) -> tuple[set[str], dict]:
+    """The parameter names of the class a partial builds, and the keywords it already holds.
+    LightningCLI hands over a functools.partial whose arguments include the class; torch and
+    Lightning have no public way to ask it."""
+    if not isinstance(factory, functools.partial):
+        return set(), {}
+    target = next((x for x in (factory.func, *factory.args) if isinstance(x, type)), None)
+    accepted = set(inspect.signature(target).parameters) if target else set()
+    return accepted, factory.keywords
 
 
 class LinearWarmup:
