@@ -1,5 +1,5 @@
 """Every mistake a user can make on the command line ends in one line and a non-zero exit.
-The README's table of messages lists the same cases."""
+docs/reliability.md ("Bad input") lists the same cases."""
 
 import shutil
 from pathlib import Path

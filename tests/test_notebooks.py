@@ -36,7 +36,7 @@ def images_in(book) -> int:
     )
 
 
-def test_the_notebooks_are_the_two_described_in_the_readme():
+def test_the_notebooks_are_the_two_described_in_the_docs():
     assert [n.name for n in NOTEBOOKS] == ["01_data.ipynb", "02_run.ipynb"]
 
 

@@ -89,6 +89,7 @@ def fake_fit(tmp_path, calls):
             "--trainer.max_steps=5",
         ],
         ["fit", "--config", "c.yaml", "--seeds", "0", "1", "--data.data_dir=d", "--trainer.max_steps=5"],
+        ["--seeds", "0", "1", "fit", "--config", "c.yaml", "--data.data_dir=d", "--trainer.max_steps=5"],
     ],
 )
 def test_seeds_pass_every_other_flag_to_each_fit(argv, tmp_path, monkeypatch, capsys):

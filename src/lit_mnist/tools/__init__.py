@@ -82,17 +82,23 @@ def fit_flags(
     parser: argparse.ArgumentParser, argv: list[str], seed_flag: str
 ) -> tuple[argparse.Namespace, list[str]]:
     """The tool's own options, and every other argument: the flags for each `lit-mnist fit` run.
-    A `--` before them and a leading `fit` are accepted; the tool sets the seed itself."""
+    A `--` before them and the word `fit` are accepted; the tool sets the seed itself."""
+    # a subcommand word anywhere (`--seeds 0 1 fit ...`) that is no flag's value
+    words = [i for i, a in enumerate(argv) if a in LIGHTNING_SUBCOMMANDS and not _is_value(argv, i)]
+    if words and argv[words[0]] != "fit":
+        fail(f"the runs are `lit-mnist fit` runs, not `{argv[words[0]]}`: only fit writes the metrics")
+    argv = [a for i, a in enumerate(argv) if i not in words[:1]]
     args, passed_on = parser.parse_known_args(argv)
     if "--" in passed_on:
         passed_on.remove("--")
-    if passed_on[:1] == ["fit"]:
-        passed_on = passed_on[1:]
-    elif passed_on and passed_on[0] in LIGHTNING_SUBCOMMANDS:
-        fail(f"the runs are `lit-mnist fit` runs, not `{passed_on[0]}`: only fit writes the metrics")
     if any(flag.startswith("--seed_everything") for flag in passed_on):
         fail(f"give the seed with {seed_flag}, not --seed_everything")
     return args, passed_on
+
+
+def _is_value(argv: list[str], i: int) -> bool:
+    before = argv[i - 1] if i else ""
+    return before.startswith("-") and before != "--" and "=" not in before
 
 
 def fail(message: str) -> NoReturn:

@@ -139,7 +139,8 @@ def case_a(args) -> dict:
     from lit_mnist.data import SPEC
     from lit_mnist.nets import ConvNet
 
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    # the tutorial's transform, with the statistics the datamodule uses
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(SPEC.mean, SPEC.std)])
     train = datasets.MNIST(args.data_dir, train=True, transform=transform)
     test = datasets.MNIST(args.data_dir, train=False, transform=transform)
     loader = DataLoader(train, batch_size=64, shuffle=True)

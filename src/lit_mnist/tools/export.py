@@ -8,7 +8,7 @@ when a logit differs from PyTorch's by more than --tolerance. Prints the file si
 differences and the accuracies, and keeps them in <stem>.json beside the files.
 
 Both files take float32 images (N, C, H, W) with pixel values in [0, 1], of the shape the
-checkpoint's DataSpec gives (MNIST: (N, 1, 28, 28), a light digit on a dark background centred as
+checkpoint's DataSpec gives (MNIST: one channel, a light digit on a dark background centred as
 in MNIST; lit_mnist.data.images.load_digit makes such digits from image files, divide by 255), for
 any N; they return logits (N, classes). The normalisation of the training data is inside them.
 """
