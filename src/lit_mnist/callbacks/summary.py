@@ -35,8 +35,10 @@ class RunSummary(L.Callback):
         self.curves = Curves()
         self._started: float | None = None
         self._trainer: L.Trainer | None = None
+        self._stage: str | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stage = stage
         if stage == "fit":  # before a checkpoint's state is loaded into it
             self.curves, self._trainer = Curves(), trainer
 
@@ -46,7 +48,9 @@ class RunSummary(L.Callback):
         return self.curves.state_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.curves = Curves(**state_dict)
+        # a resumed fit continues its curves; a test of the best checkpoint keeps the whole fit's
+        if self._stage == "fit":
+            self.curves = Curves(**state_dict)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
