@@ -15,7 +15,7 @@ PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard bench compare results experiments predict plots export notebooks lint clean
+.PHONY: install train test tensorboard bench compare results experiments predict plots export notebooks sweep lint clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ endif
 
 test: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(ARGS)
+
+# make sweep ARGS="--space configs/sweeps/search.yaml --trials 24 [--workers 2]": an Optuna study
+sweep: $(STAMP)
+	$(BIN)/lit-mnist sweep --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
 
 # make bench [ARGS="--cases bc"]: the template against plain PyTorch, report in docs/bench.md
 bench: $(STAMP)

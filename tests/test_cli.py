@@ -20,7 +20,8 @@ from lit_mnist.nets import ConvNet
 
 DEFAULT = str(ROOT / "configs" / "default.yaml")
 QUICK = ["--config", DEFAULT, "--config", str(ROOT / "configs" / "experiments" / "quick.yaml")]
-CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+# every fit config (the sweeps' search spaces are not fit configs: tests/test_sweep.py loads them)
+CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "sweeps" not in p.parts)
 
 
 @pytest.fixture(scope="module")

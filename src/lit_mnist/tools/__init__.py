@@ -27,6 +27,7 @@ TOOLS = {
     "export": "a checkpoint as ONNX and TorchScript, checked against PyTorch on the test set",
     "notebooks": "run the notebooks headless and keep copies with their outputs",
     "bench": "training speed of the template against plain PyTorch",
+    "sweep": "an Optuna study over a search space (configs/sweeps/): trials in parallel, pruned, resumable",
 }
 
 

@@ -1,0 +1,275 @@
+"""`make sweep ARGS="--space configs/sweeps/search.yaml --trials 24"`: an Optuna study over a search
+space, each trial a `lit-mnist fit` run.
+
+    lit-mnist sweep --space configs/sweeps/search.yaml --trials 24 [--workers 2] [--storage URL]
+                    [--study NAME] [--seed N] [--config FILE ...] [any lit-mnist fit flag ...]
+
+Each trial is a normal run in logs/sweeps/<study>/trial_<n>/ (config.yaml, checkpoints, curves,
+metrics.json, output.log) that never sees the test set; pruned trials stop early and keep their
+curves. The study is stored in logs/sweeps/<study>/study.db (SQLite) unless --storage names
+another database that Optuna's RDB storage takes (postgresql+psycopg2://user:password@host/db):
+workers on several machines share one study by running the same command against it.
+
+Running the command again continues the study until --trials trials have finished (complete or
+pruned): finished trials are not redone, a trial whose worker was killed is marked failed after
+a minute without heartbeat and its parameters are tried again. Ctrl-C or SIGTERM marks the
+running trials failed. At the end the best trial's checkpoint is tested once on the official test
+set, and logs/sweeps/<study>/ gets trials.md, best.yaml (a config for lit-mnist fit --config) and
+PNG plots of the study.
+"""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from lit_mnist.callbacks.pruning import pruned_at
+from lit_mnist.errors import UserError
+from lit_mnist.tools import fail, parser_for
+from lit_mnist.tools.progress import Progress
+from lit_mnist.tools.sweep.report import write_report
+from lit_mnist.tools.sweep.space import Space, load_space, missing_keys, to_flags
+
+SWEEPS = Path("logs") / "sweeps"
+# a worker silent this long is dead: its trial is marked failed and its parameters tried again
+HEARTBEAT_SECONDS, GRACE_SECONDS = 20, 60
+
+
+class TrialFailed(Exception):
+    """A trial's run ended without a result (a crash, a divergence, an interruption)."""
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    options, fit_args = parse(sys.argv[1:] if argv is None else argv, prog)
+    try:
+        space = load_space(options.space)
+        check_keys(space, fit_args)
+    except UserError as err:
+        fail(str(err))
+    name = options.study or options.space.stem
+    folder = SWEEPS / name
+    url = options.storage or f"sqlite:///{folder / 'study.db'}"
+    if not options.storage:
+        folder.mkdir(parents=True, exist_ok=True)
+    study = open_study(url, name, space, options.seed)
+    sweep = Sweep(study, space, fit_args, folder, options.workers, url)
+    try:
+        sweep.run(options.trials)
+    except KeyboardInterrupt:
+        write_report(study, folder, space)
+        fail("interrupted: the running trials are marked failed; run the same command to go on")
+    test_best(study, space, folder)
+    for path in write_report(study, folder, space):
+        print(f"wrote {path}")
+
+
+def parse(argv: list[str], prog: str | None):
+    parser = parser_for(prog, __doc__)
+    parser.add_argument("--space", type=Path, required=True, help="the search space (configs/sweeps/*.yaml)")
+    parser.add_argument("--trials", type=int, required=True, help="finished trials the study ends with")
+    parser.add_argument("--workers", type=int, default=1, help="trials at a time on this machine")
+    parser.add_argument("--storage", help="an Optuna RDB storage URL (default: SQLite in the study folder)")
+    parser.add_argument("--study", help="the study's name (default: the space file's name)")
+    parser.add_argument("--seed", type=int, help="the sampler's seed (default: a new one per command)")
+    options, fit_args = parser.parse_known_args(argv)
+    while fit_args[:1] in (["--"], ["fit"]):  # `lit-mnist sweep --space s.yaml --trials 4 -- fit ...`
+        fit_args = fit_args[1:]
+    if options.trials < 1 or options.workers < 1:
+        fail(f"--trials and --workers must be at least 1, got {options.trials} and {options.workers}")
+    for flag in ("--ckpt_path", "--trainer.logger"):
+        if any(a == flag or a.startswith(f"{flag}=") for a in fit_args):
+            fail(f"{flag} is set by the sweep for each trial; leave it out")
+    return options, fit_args
+
+
+def check_keys(space: Space, fit_args: list[str]) -> None:
+    """Every key of the space must be a key of the fit config the trials start from."""
+    from jsonargparse import ArgumentError
+
+    from lit_mnist.cli import MNISTCLI
+
+    try:
+        cli = MNISTCLI(args=[*fit_args, *space.flags], run=False, parser_kwargs={"exit_on_error": False})
+    except ArgumentError as err:
+        raise UserError(f"the fit flags do not parse: {str(err).splitlines()[0]}") from None
+    missing = missing_keys(space, cli.config.as_dict())
+    if missing:
+        keys = ", ".join(missing)
+        raise UserError(f"{keys}: not a key of the fit config (see lit-mnist fit --print_config)")
+
+
+def open_study(url: str, name: str, space: Space, seed: int | None):
+    """The study `name` in the storage at `url`, created on first use; one line when the storage
+    cannot be reached or holds a study of that name over another space or direction."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+        )
+    except Exception as err:  # sqlalchemy's many kinds: a bad URL, a missing driver, no server
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        fail(f"--storage {url} cannot be opened: {reason}")
+    seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
+    sampler, pruner = space.make_sampler(seed), space.make_pruner()
+    study = optuna.create_study(
+        study_name=name, storage=storage, direction=space.direction, sampler=sampler, pruner=pruner,
+        load_if_exists=True,
+    )  # fmt: skip
+    known = study.user_attrs.get("space")
+    if known is None:
+        study.set_user_attr("space", space.fingerprint())
+    elif known != space.fingerprint() or study.direction.name.lower() != space.direction:
+        fail(f"study {name} in {url} was made with another space or direction; name a new one with --study")
+    return study
+
+
+class Sweep:
+    """Runs trials as `lit-mnist fit` processes, `workers` at a time, until the study has
+    `trials` finished ones."""
+
+    def __init__(self, study, space: Space, fit_args: list[str], folder: Path, workers: int, url: str):
+        self.study, self.space, self.fit_args, self.folder = study, space, fit_args, folder
+        self.workers, self.url = workers, url
+        self.running: dict[int, subprocess.Popen] = {}
+        self.stopping = False
+        self.lock = threading.Lock()
+
+    def finished(self) -> int:
+        from optuna.trial import TrialState
+
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+    def run(self, trials: int) -> None:
+        from optuna.study import MaxTrialsCallback
+        from optuna.trial import TrialState
+
+        remaining = trials - self.finished()
+        if remaining <= 0:
+            print(f"study {self.study.study_name} has {self.finished()} finished trials already")
+            return
+        self.progress = Progress(remaining)
+        cap = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.study.optimize(
+                self.objective, n_trials=remaining, n_jobs=self.workers, catch=(TrialFailed,),
+                callbacks=[cap, self._report_progress], gc_after_trial=False,
+            )  # fmt: skip
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _interrupt(self, signum, frame) -> None:
+        """Ctrl-C or SIGTERM: the trials' processes are stopped and their trials end as failed (the
+        objective sees `stopping`; a stopped fit may still exit with status 0). Optuna marks a trial
+        failed on KeyboardInterrupt, not on the SystemExit a stopped Lightning run ends with."""
+        self.stopping = True
+        with self.lock:
+            for process in self.running.values():
+                if process.poll() is None:
+                    process.terminate()
+        raise KeyboardInterrupt
+
+    def objective(self, trial) -> float:
+        import optuna
+
+        params = self.space.suggest(trial)
+        run_dir = self.folder / f"trial_{trial.number}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        code = self._fit(trial, params, run_dir)
+        if self.stopping:
+            raise TrialFailed(f"trial {trial.number} was interrupted")
+        metrics_file = run_dir / "metrics.json"
+        if code != 0 or not metrics_file.is_file():
+            raise TrialFailed(f"trial {trial.number} failed (exit {code}); see {run_dir / 'output.log'}")
+        metrics = json.loads(metrics_file.read_text())
+        trial.set_user_attr("epochs", metrics.get("epochs"))
+        if pruned_at(run_dir) is not None:
+            raise optuna.TrialPruned()
+        if metrics.get(self.space.metric) is None:
+            raise TrialFailed(f"trial {trial.number}: metrics.json has no {self.space.metric}")
+        return float(metrics[self.space.metric])
+
+    def _fit(self, trial, params: dict, run_dir: Path) -> int:
+        """One `lit-mnist fit` for the trial, its output in run_dir/output.log; the exit status."""
+        threads = [] if any(a.startswith("--threads") for a in self.fit_args) else [
+            f"--threads={max(1, (os.cpu_count() or 1) // self.workers)}"
+        ]  # fmt: skip
+        command = [
+            sys.executable, "-m", "lit_mnist", "fit", *self.fit_args, *self.space.flags, *to_flags(params),
+            f"--trainer.logger.init_args.save_dir={self.folder.parent}",
+            f"--trainer.logger.init_args.name={self.folder.name}",
+            f"--trainer.logger.init_args.version={run_dir.name}",
+            "--test_after_fit=false", *threads,
+            "--trainer.callbacks+=lit_mnist.callbacks.pruning.OptunaPruning",
+            f"--trainer.callbacks.storage={self.url}", f"--trainer.callbacks.study={self.study.study_name}",
+            f"--trainer.callbacks.trial={storage_id(trial)}",
+            f"--trainer.callbacks.monitor={self.space.metric}",
+            f"--trainer.callbacks.pruner={self.space.pruner}",
+        ]  # fmt: skip
+        with (run_dir / "output.log").open("w") as log:
+            log.write(shlex.join(["lit-mnist", *command[3:]]) + "\n")
+            log.flush()
+            with self.lock:
+                if self.stopping:
+                    return -1
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                self.running[trial.number] = process
+            code = process.wait()
+        with self.lock:
+            self.running.pop(trial.number, None)
+        return code
+
+    def _report_progress(self, study, trial) -> None:
+        from optuna.trial import TrialState
+
+        value = trial.value if trial.state == TrialState.COMPLETE else None
+        outcome = f"{self.space.metric}={value:.4f}" if value is not None else trial.state.name.lower()
+        try:
+            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:  # no complete trial yet
+            best = "no best yet"
+        self.progress.done(f"trial {trial.number} {outcome}, {best}")
+
+
+def storage_id(trial) -> int:
+    """The trial's key in the storage, by which another process reports to the same trial. Optuna
+    has no public accessor for it (the trial number is not the key once a storage holds several
+    studies)."""
+    return trial._trial_id
+
+
+def test_best(study, space: Space, folder: Path) -> None:
+    """The best trial's best checkpoint on the official test set, once per best trial; the result
+    goes to test.json in the study folder and into the study."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return
+    if study.user_attrs.get("test", {}).get("trial") == best.number:
+        return
+    from lit_mnist.cli import MNISTCLI
+    from lit_mnist.tools.runs import best_checkpoint
+
+    run_dir = Path(best.user_attrs["run_dir"])
+    checkpoint = best_checkpoint(run_dir)
+    args = ["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(checkpoint)]
+    cli = MNISTCLI(args=[*args, "--trainer.logger=false", "--trainer.enable_progress_bar=false"])
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("test/")}
+    result = {"trial": best.number, "checkpoint": str(checkpoint), space.metric: best.value, **metrics}
+    (folder / "test.json").write_text(json.dumps(result, indent=2) + "\n")
+    study.set_user_attr("test", result)
+    print(f"best trial {best.number}: {space.metric}={best.value:.4f}, " + ", ".join(
+        f"{k}={v:.4f}" for k, v in metrics.items()
+    ))  # fmt: skip

@@ -1,0 +1,136 @@
+"""lit-mnist sweep on the synthetic digits: trials are real `lit-mnist fit` runs in their own
+folders, the study continues when the command is run again, an interrupted trial is marked failed,
+and pruning stops a run early with its curves kept."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import optuna
+import pytest
+
+from conftest import ROOT, SMALL, run_cli
+from lit_mnist.callbacks.pruning import OptunaPruning, pruned_at
+from lit_mnist.data import MNISTDataModule
+from lit_mnist.loggers import CSVLogger
+from lit_mnist.model import MNISTClassifier
+from lit_mnist.nets import ConvNet
+from lit_mnist.tools.sweep.run import check_keys
+from lit_mnist.tools.sweep.space import load_space
+
+SPACE = """
+metric: val/acc_best
+sampler: random
+pruner: none
+flags: ["--trainer.max_epochs=2", "--model.net.init_args.channels=[4, 8]", "--model.net.init_args.hidden=16"]
+params:
+  model.optimizer.init_args.lr: {float: [1.0e-3, 1.0e-2], log: true}
+  data.batch_size: {choice: [25, 50]}
+  model.scheduler:
+    choice: [null, {class_path: torch.optim.lr_scheduler.ExponentialLR, init_args: {gamma: 0.9}}]
+"""
+
+
+def sweep_args(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE)
+    return [
+        "sweep", "--space", str(space), "--seed", "0",
+        "--config", str(ROOT / "configs/default.yaml"), f"--data.data_dir={data}",
+        "--trainer.precision=32-true", *SMALL, *extra,
+    ]  # fmt: skip
+
+
+def states(study_db: Path) -> list[str]:
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_db}")
+    return sorted(t.state.name for t in study.trials)
+
+
+def test_a_study_runs_its_trials_as_runs_and_continues(fake_mnist, tmp_path):
+    out = run_cli(*sweep_args(tmp_path, fake_mnist, "--trials", "3", "--workers", "2"), cwd=tmp_path).stdout
+    study = tmp_path / "logs" / "sweeps" / "tiny"
+    assert "[3/3] trial " in out and "best trial " in out
+    assert states(study / "study.db") == ["COMPLETE"] * 3
+    for n in range(3):
+        metrics = json.loads((study / f"trial_{n}" / "metrics.json").read_text())
+        assert metrics["epochs"] == 2 and "test/acc" not in metrics  # trials never see the test set
+        assert (study / f"trial_{n}" / "config.yaml").is_file()
+    assert (study / "trials.md").is_file() and (study / "best.yaml").is_file()
+    # an object as a choice reaches the trial's config whole
+    trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study / 'study.db'}").trials
+    with_scheduler = [t.number for t in trials if t.params["model.scheduler"] is not None]
+    assert 0 < len(with_scheduler) < 3, "seed 0 draws both choices"
+    for n in range(3):
+        assert ("ExponentialLR" in (study / f"trial_{n}" / "config.yaml").read_text()) == (
+            n in with_scheduler
+        )
+    tested = json.loads((study / "test.json").read_text())
+    assert 0 <= tested["test/acc"] <= 1 and tested["trial"] in range(3)
+
+    again = run_cli(*sweep_args(tmp_path, fake_mnist, "--trials", "4"), cwd=tmp_path).stdout
+    assert "[1/1] trial 3" in again
+    assert states(study / "study.db") == ["COMPLETE"] * 4
+    assert sorted(p.name for p in study.glob("trial_*")) == [f"trial_{n}" for n in range(4)]
+
+
+def test_bad_input_is_one_line_and_writes_nothing(fake_mnist, tmp_path):
+    args = sweep_args(tmp_path, fake_mnist, "--trials", "2")
+    (tmp_path / "tiny.yaml").write_text(SPACE.replace("data.batch_size", "data.batch_sise"))
+    result = run_cli(*args, cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: data.batch_sise: not a key")
+    assert not (tmp_path / "logs").exists()
+
+
+def test_sigterm_marks_the_running_trial_failed_and_a_rerun_finishes(fake_mnist, tmp_path):
+    args = sweep_args(tmp_path, fake_mnist, "--trials", "2")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    sweep = subprocess.Popen([sys.executable, "-m", "lit_mnist", *args], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    log = tmp_path / "logs" / "sweeps" / "tiny" / "trial_0" / "output.log"
+    deadline = time.monotonic() + 120
+    while not log.is_file() and time.monotonic() < deadline:  # the trial's fit has started
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 2 and "interrupted" in err.strip().splitlines()[-1]
+    study = tmp_path / "logs" / "sweeps" / "tiny"
+    assert states(study / "study.db") == ["FAIL"]
+
+    run_cli(*sweep_args(tmp_path, fake_mnist, "--trials", "2"), cwd=tmp_path)
+    assert states(study / "study.db") == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def test_pruning_stops_the_run_and_keeps_its_curves(fake_mnist, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    # five finished trials far ahead after every epoch: the median pruner stops a weaker one
+    x = optuna.distributions.FloatDistribution(0, 1)
+    curve = dict.fromkeys(range(5), 0.99)
+    for _ in range(5):
+        finished = optuna.trial.create_trial(
+            params={"x": 0.5}, distributions={"x": x}, value=0.99, intermediate_values=curve
+        )
+        study.add_trial(finished)
+    trial = study.ask()
+    pruning = OptunaPruning(storage, "s", trial._trial_id, monitor="val/acc", pruner="median")
+    data = MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=50, eval_batch_size=50)
+    model = MNISTClassifier(data.spec, net=lambda spec: ConvNet(spec, channels=(4, 8), hidden=16))
+    trainer = L.Trainer(max_epochs=5, logger=CSVLogger(str(tmp_path), name="run"), callbacks=[pruning],
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, data)
+    run_dir = tmp_path / "run" / "version_0"
+    assert trainer.current_epoch == 2  # the first epoch is spared, the second judged
+    assert pruned_at(run_dir)["epoch"] == 1
+    assert study.trials[-1].intermediate_values.keys() == {0, 1}
+    assert (run_dir / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize("space", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_spaces_load_and_name_fit_config_keys(space):
+    check_keys(load_space(space), ["--config", str(ROOT / "configs/default.yaml")])
