@@ -142,3 +142,39 @@ def test_an_object_choice_reaches_the_fit_config_whole():
 @pytest.mark.parametrize("space", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_spaces_load_and_name_fit_config_keys(space):
     check_keys(load_space(space), ["--config", str(ROOT / "configs/default.yaml")])
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL 16 started for these tests (the pgserver package), as an Optuna URL."""
+    if os.environ.get("LIT_MNIST_REQUIRE_DATA") != "1":
+        pytest.importorskip("pgserver", reason="the test extra's pgserver is not installed")
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    yield server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1)
+    server.cleanup()
+
+
+def test_two_commands_share_a_study_in_postgresql_and_keep_its_count(fake_mnist, tmp_path, postgres):
+    args = sweep_args(tmp_path, fake_mnist, "--trials", "4", "--storage", postgres)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lit_mnist", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [o.strip().splitlines()[-1] for o in outputs]
+    study = optuna.load_study(study_name="tiny", storage=postgres)
+    finished = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(finished) == 4  # the cap holds across the two commands
+    folders = [Path(t.user_attrs["run_dir"]).name for t in finished]
+    assert len(set(folders)) == 4 and all((tmp_path / t.user_attrs["run_dir"]).is_dir() for t in finished)
+    assert not (tmp_path / "logs" / "sweeps" / "tiny" / "study.db").exists()

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from lit_mnist.callbacks.pruning import pruned_at
@@ -107,18 +108,24 @@ def open_study(url: str, name: str, space: Space, seed: int | None):
     cannot be reached or holds a study of that name over another space or direction."""
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        storage = RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
-        )
-    except Exception as err:  # sqlalchemy's many kinds: a bad URL, a missing driver, no server
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        fail(f"--storage {url} cannot be opened: {reason}")
+    for attempt in range(3):
+        try:
+            storage = RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+            )
+            break
+        except Exception as err:  # sqlalchemy's many kinds: a bad URL, a missing driver, no server
+            # workers started together race to create the tables: the loser finds them next time
+            if attempt == 2 or not isinstance(err, IntegrityError | ProgrammingError):
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                fail(f"--storage {url} cannot be opened: {reason}")
+            time.sleep(1 + attempt)
     seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
     sampler, pruner = space.make_sampler(seed), space.make_pruner()
     study = optuna.create_study(
@@ -144,6 +151,16 @@ class Sweep:
         self.stopping = False
         self.lock = threading.Lock()
 
+    def _surplus(self, trial) -> bool:
+        """Whether the finished trials and those started before this one already make the study's
+        count: the cap holds across workers and machines. Older trials go first, so of two
+        commands that ask at once only the later trial stands back."""
+        from optuna.trial import TrialState
+
+        counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        ahead = [t for t in self.study.get_trials(deepcopy=False, states=counted) if t.number < trial.number]
+        return len(ahead) >= self.trials
+
     def finished(self) -> int:
         from optuna.trial import TrialState
 
@@ -153,6 +170,7 @@ class Sweep:
         from optuna.study import MaxTrialsCallback
         from optuna.trial import TrialState
 
+        self.trials = trials
         remaining = trials - self.finished()
         if remaining <= 0:
             print(f"study {self.study.study_name} has {self.finished()} finished trials already")
@@ -183,6 +201,10 @@ class Sweep:
     def objective(self, trial) -> float:
         import optuna
 
+        if self._surplus(trial):
+            self.study.stop()
+            trial.set_user_attr("surplus", True)
+            raise TrialFailed(f"trial {trial.number} not run: the study has its {self.trials} trials")
         params = self.space.suggest(trial)
         run_dir = self.folder / f"trial_{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir))
@@ -263,6 +285,9 @@ def test_best(study, space: Space, folder: Path) -> None:
     from lit_mnist.tools.runs import best_checkpoint
 
     run_dir = Path(best.user_attrs["run_dir"])
+    if not run_dir.is_dir():  # a trial of another machine's worker
+        print(f"best trial {best.number} ran elsewhere ({run_dir}): test it there with lit-mnist test")
+        return
     checkpoint = best_checkpoint(run_dir)
     args = ["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(checkpoint)]
     cli = MNISTCLI(args=[*args, "--trainer.logger=false", "--trainer.enable_progress_bar=false"])
