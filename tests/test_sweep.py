@@ -72,6 +72,11 @@ def test_a_study_runs_its_trials_as_runs_and_continues(fake_mnist, tmp_path):
     tested = json.loads((study / "test.json").read_text())
     assert 0 <= tested["test/acc"] <= 1 and tested["trial"] in range(3)
 
+    (study / "trials.md").unlink()
+    reported = run_cli(*sweep_args(tmp_path, fake_mnist, "--report"), cwd=tmp_path).stdout
+    assert "wrote logs/sweeps/tiny/trials.md" in reported and "trial_3" not in reported
+    assert (study / "trials.md").read_text().count("| COMPLETE |") == 3
+
     again = run_cli(*sweep_args(tmp_path, fake_mnist, "--trials", "4"), cwd=tmp_path).stdout
     assert "[1/1] trial 3" in again
     assert states(study / "study.db") == ["COMPLETE"] * 4
@@ -84,6 +89,10 @@ def test_bad_input_is_one_line_and_writes_nothing(fake_mnist, tmp_path):
     result = run_cli(*args, cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: data.batch_sise: not a key")
+    assert not (tmp_path / "logs").exists()
+    report = run_cli(*sweep_args(tmp_path, fake_mnist, "--report"), cwd=tmp_path, check=False)
+    assert report.returncode == 2
+    assert report.stderr.strip().splitlines()[-1].startswith("error: no study tiny")
     assert not (tmp_path / "logs").exists()
 
 

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     name = options.study or options.space.stem
     folder = SWEEPS / name
     url = options.storage or f"sqlite:///{folder / 'study.db'}"
+    if options.report:
+        report(url, name, folder, space)
+        return
     if not options.storage:
         folder.mkdir(parents=True, exist_ok=True)
     study = open_study(url, name, space, options.seed)
@@ -71,7 +74,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 def parse(argv: list[str], prog: str | None):
     parser = parser_for(prog, __doc__)
     parser.add_argument("--space", type=Path, required=True, help="the search space (configs/sweeps/*.yaml)")
-    parser.add_argument("--trials", type=int, required=True, help="finished trials the study ends with")
+    parser.add_argument("--trials", type=int, help="finished trials the study ends with (needed to run)")
+    parser.add_argument(
+        "--report", action="store_true", help="write the study's report now (it may be running) and stop"
+    )
     parser.add_argument("--workers", type=int, default=1, help="trials at a time on this machine")
     parser.add_argument("--storage", help="an Optuna RDB storage URL (default: SQLite in the study folder)")
     parser.add_argument("--study", help="the study's name (default: the space file's name)")
@@ -79,12 +85,28 @@ def parse(argv: list[str], prog: str | None):
     options, fit_args = parser.parse_known_args(argv)
     while fit_args[:1] in (["--"], ["fit"]):  # `lit-mnist sweep --space s.yaml --trials 4 -- fit ...`
         fit_args = fit_args[1:]
-    if options.trials < 1 or options.workers < 1:
+    if options.trials is None and not options.report:
+        fail("--trials is needed: how many finished trials the study ends with")
+    if (options.trials is not None and options.trials < 1) or options.workers < 1:
         fail(f"--trials and --workers must be at least 1, got {options.trials} and {options.workers}")
     for flag in ("--ckpt_path", "--trainer.logger"):
         if any(a == flag or a.startswith(f"{flag}=") for a in fit_args):
             fail(f"{flag} is set by the sweep for each trial; leave it out")
     return options, fit_args
+
+
+def report(url: str, name: str, folder: Path, space: Space) -> None:
+    """The report of a study that exists, written while it runs or after; nothing else changes."""
+    import optuna
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        fail(f"no study {name}: {url.removeprefix('sqlite:///')} does not exist")
+    try:
+        study = optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        fail(f"no study {name} in {url}")
+    for path in write_report(study, folder, space):
+        print(f"wrote {path}")
 
 
 def check_keys(space: Space, fit_args: list[str]) -> None:
