@@ -76,10 +76,11 @@ def _is(cls: type | None, kind: type) -> bool:
     return isinstance(cls, type) and issubclass(cls, kind)
 
 
-def allow_mlflow_file_store(config) -> None:
+def allow_mlflow_file_store(config=None) -> None:
     """MLflow 3 refuses its local file store unless told to: an MLflow logger writing to a folder
-    (the default, and configs/loggers/mlflow.yaml) is what the user asked for, so allow it."""
-    if _is(logger_class(config), loggers.MLFlowLogger) and _mlflow_folder(config) is not None:
+    (the default, and configs/loggers/mlflow.yaml) is what the user asked for, so allow it. Without
+    a logger config: allow it (for reading a run folder back)."""
+    if config is None or (_is(logger_class(config), loggers.MLFlowLogger) and _mlflow_folder(config)):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 

@@ -43,11 +43,11 @@ def _csv(path: Path) -> Scalars:
 
 
 def _mlflow(run_dir: Path) -> Scalars:
-    import os
-
     from mlflow import MlflowClient
 
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # the folder is a file store
+    from lit_mnist.loggers import allow_mlflow_file_store
+
+    allow_mlflow_file_store()  # the run folder is in a file store
     client = MlflowClient(f"file:{run_dir.parent.parent.resolve()}")
     tags = client.get_run(run_dir.name).data.metrics
     history = {tag: client.get_metric_history(run_dir.name, tag) for tag in tags if tag != "epoch"}

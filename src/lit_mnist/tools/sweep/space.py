@@ -210,10 +210,6 @@ class Space:
         """Every param's values as Optuna holds them, for its GridSampler."""
         return {param.key: param.grid_values() for param in self.params}
 
-    def size(self) -> int | None:
-        """How many trials a grid has; None for the samplers that draw without end."""
-        return math.prod(len(values) for values in self.grid().values()) if self.sampler == "grid" else None
-
     def make_sampler(self, seed: int | None) -> optuna.samplers.BaseSampler:
         """The Optuna sampler named by `sampler`; give each worker of a study its own seed, as two
         samplers seeded alike propose the same points."""
