@@ -68,7 +68,7 @@ ERRORS = [
     ("params: [unclosed\n", "not a YAML file (line 2:"),
     (
         "samplr: tpe\n" + X,
-        "samplr: unknown key (the keys are metric, direction, sampler, pruner, flags, params)",
+        "samplr: unknown key (the keys are metric, direction, sampler, pruner, test, flags, params)",
     ),
     ("metric: val/acc\n", "params: missing or empty"),
     ("params: {}\n", "params: missing or empty"),
@@ -88,7 +88,11 @@ ERRORS = [
         "params.x: unknown option 'step' for choice (it takes no options)",
     ),
     ("params: {x: {choice: []}}", "params.x: the choice list is empty"),
-    ("params: {x: {choice: a}}", "params.x: choice takes a list of values, got 'a'"),
+    (
+        "params: {x: {choice: a}}",
+        "params.x: choice takes a list of values or a mapping of names to values, got 'a'",
+    ),
+    ("params: {x: {choice: {}}}", "params.x: the choice list is empty"),
     ("params: {x: {float: [0]}}", "params.x: float takes [low, high], got [0]"),
     ("params: {x: {float: [1, 0]}}", "params.x: low 1.0 is above high 0.0"),
     ("params: {x: {float: [0, 1], log: true}}", "params.x: a log range needs low > 0, got 0.0"),
@@ -105,6 +109,7 @@ ERRORS = [
     ("params: {x: {int: [0.5, 3]}}", "params.x: low of an int range must be a whole number, got 0.5"),
     ("metric: 3\n" + X, "metric: must be a key of metrics.json such as val/acc_best, got 3"),
     ("direction: up\n" + X, "direction: must be one of maximize, minimize, got 'up'"),
+    ("test: all\n" + X, "test: must be one of best, each, got 'all'"),
     ("sampler: cmaes\n" + X, "sampler: must be one of tpe, random, grid, got 'cmaes'"),
     ("pruner: asha\n" + X, "pruner: must be one of median, hyperband, none, got 'asha'"),
     (
@@ -169,7 +174,7 @@ def test_samplers_and_pruners():
     assert isinstance(Space({"x": {"choice": [1]}}, pruner="none").make_pruner(), optuna.pruners.NopPruner)
 
 
-def test_a_grid_walks_steps_exactly_and_a_grid_study_visits_each_point_once():
+def test_a_grid_walks_steps_exactly_and_its_points_are_every_combination_in_order():
     space = Space(
         {
             "a": {"float": [0.0, 0.5], "step": 0.1},
@@ -180,10 +185,30 @@ def test_a_grid_walks_steps_exactly_and_a_grid_study_visits_each_point_once():
     )
     grid = space.grid()
     assert grid == {"a": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "b": [1, 5, 9], "c": ["x", "[1, 2]"]}
+    points = space.grid_points()
+    assert len(points) == len({tuple(p.values()) for p in points}) == 36
+    assert points[:3] == [
+        {"a": 0.0, "b": 1, "c": "x"},
+        {"a": 0.0, "b": 1, "c": "[1, 2]"},
+        {"a": 0.0, "b": 5, "c": "x"},
+    ]
+    assert points[-1] == {"a": 0.5, "b": 9, "c": "[1, 2]"}
+    # queued with its params, a point is what the trial suggests
     study = optuna.create_study(sampler=space.make_sampler(seed=0))
-    study.optimize(lambda trial: space.suggest(trial)["b"], n_trials=40)  # the grid stops it
-    seen = {(t.params["a"], t.params["b"], t.params["c"]) for t in study.trials}
-    assert len(study.trials) == len(seen) == 36
+    study.enqueue_trial(points[7])
+    study.optimize(lambda trial: space.suggest(trial)["b"], n_trials=1)
+    assert study.trials[0].params == points[7]
+
+
+def test_named_choices_are_held_by_name_and_stand_for_their_values():
+    space = Space({"model.scheduler": {"choice": {"none": None, "step": {"class_path": "StepLR"}}}})
+    (param,) = space.params
+    assert param.labels() == ["none", "step"]
+    assert space.values({"model.scheduler": "step"}) == {"model.scheduler": {"class_path": "StepLR"}}
+    assert space.values({"model.scheduler": "none"}) == {"model.scheduler": None}
+    study = optuna.create_study(sampler=space.make_sampler(seed=0))
+    study.optimize(lambda trial: str(space.suggest(trial)).count("S"), n_trials=6)
+    assert {t.params["model.scheduler"] for t in study.trials} <= {"none", "step"}
 
 
 def test_the_fingerprint_changes_with_the_space_not_with_key_order_or_sampler():

@@ -1,7 +1,10 @@
-"""What a sweep leaves beside its study: a table of the trials, the best trial's parameters as a
-config overlay, and Optuna's plots of the search."""
+"""What a sweep leaves beside its study: a table of the trials (with their mean and spread over
+seeds when the space draws seeds), the best trial's parameters as a config overlay, Optuna's plots of
+the search and the trials' validation curves."""
 
+import statistics
 import warnings
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,10 +12,14 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from lit_mnist.tools.events import read_scalars
 from lit_mnist.tools.sweep.space import Space, best_config
 
 # how Optuna says the importances it drew tell nothing (too few trials, or all alike)
 MEANINGLESS = "importances will be equal"
+SEED = "seed_everything"
+# the validation accuracy the curves are measured against (a dashed line, the zoomed panel's top 1%)
+TARGET = 0.985
 
 
 def write_report(study: optuna.Study, folder: Path, space: Space) -> list[Path]:
@@ -23,10 +30,14 @@ def write_report(study: optuna.Study, folder: Path, space: Space) -> list[Path]:
     trials = study.get_trials(deepcopy=False)
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     best = study.best_trial if complete else None
-    written = [_write(folder / "trials.md", trials_table(study, trials, space, best))]
+    text = trials_table(study, trials, space, best)
+    seeds = _seed_section(trials, space)
+    written = [_write(folder / "trials.md", text if seeds is None else f"{text}\n{seeds}")]
     if best is not None:
         written.append(_write(folder / "best.yaml", best_yaml(study, best, space)))
     written += write_plots(study, folder, space, trials)
+    if write_curves(trials, folder / "curves.png"):
+        written.append(folder / "curves.png")
     return written
 
 
@@ -38,7 +49,8 @@ def _write(path: Path, text: str) -> Path:
 def trials_table(
     study: optuna.Study, trials: list[FrozenTrial], space: Space, best: FrozenTrial | None
 ) -> str:
-    """A summary line, then one Markdown row per trial."""
+    """A summary line, then one Markdown row per trial, with a column per test metric when trials
+    were tested."""
     counts = ", ".join(
         f"{n} {state.name}" for state in TrialState if (n := sum(t.state == state for t in trials))
     )
@@ -51,13 +63,17 @@ def trials_table(
         f"Study {study.study_name}: {direction} {space.metric}; {len(trials)} trials{counted}; {best_text}."
     )
     keys = [param.key for param in space.params]
-    header = ["trial", "state", *keys, space.metric, "epochs", "time", "run folder"]
-    rows = [_row(trial, keys) for trial in trials]
-    lines = ["| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *rows]]
-    return "\n".join([summary, "", *lines]) + "\n"
+    tests = tested_keys(trials)
+    header = ["trial", "state", *keys, space.metric, *tests, "epochs", "time", "run folder"]
+    rows = [_row(trial, keys, tests) for trial in trials]
+    return "\n".join([summary, "", *_markdown(header, rows)]) + "\n"
 
 
-def _row(trial: FrozenTrial, keys: list[str]) -> list[str]:
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *rows]]
+
+
+def _row(trial: FrozenTrial, keys: list[str], tests: list[str]) -> list[str]:
     params = [_cell(trial.params[key]) if key in trial.params else "" for key in keys]
     epochs = trial.user_attrs.get("epochs")
     return [
@@ -65,6 +81,7 @@ def _row(trial: FrozenTrial, keys: list[str]) -> list[str]:
         trial.state.name,
         *params,
         _cell(metric_value(trial)),
+        *(_cell(_tested(trial).get(key)) for key in tests),
         "" if epochs is None else str(epochs),
         _minutes(trial.duration),
         _cell(trial.user_attrs.get("run_dir", "")),
@@ -80,6 +97,16 @@ def metric_value(trial: FrozenTrial) -> float | None:
     return None
 
 
+def tested_keys(trials: Sequence[FrozenTrial]) -> list[str]:
+    """The test metrics any of the trials has (`user_attrs["test"]`), sorted."""
+    return sorted({key for trial in trials for key in _tested(trial)})
+
+
+def _tested(trial: FrozenTrial) -> dict:
+    test = trial.user_attrs.get("test")
+    return test if isinstance(test, dict) else {}
+
+
 def _cell(value) -> str:
     if value is None:
         return ""
@@ -92,6 +119,47 @@ def _minutes(duration: timedelta | None) -> str:
         return ""
     minutes, seconds = divmod(round(duration.total_seconds()), 60)
     return f"{minutes}:{seconds:02d}"
+
+
+def seed_summary(study: optuna.Study, space: Space) -> str | None:
+    """The section `## Mean ± std over seeds` of trials.md; None when the space draws no
+    seed_everything or no trial is complete."""
+    return _seed_section(study.get_trials(deepcopy=False), space)
+
+
+def _seed_section(trials: Sequence[FrozenTrial], space: Space) -> str | None:
+    """One row per setting of the params other than the seed, in the order the settings first
+    appear: how many complete trials it has, and the metric's and each test metric's mean ± std
+    over them."""
+    keys = [param.key for param in space.params]
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    if SEED not in keys or not complete:
+        return None
+    others = [key for key in keys if key != SEED]
+    groups: dict[tuple, list[FrozenTrial]] = {}
+    for trial in complete:
+        groups.setdefault(tuple(trial.params.get(key) for key in others), []).append(trial)
+    tests = tested_keys(complete)
+    header = [*others, "seeds", space.metric, *tests]
+    rows = []
+    for setting, group in groups.items():
+        spreads = [_spread(space.metric, [trial.value for trial in group])]
+        for key in tests:
+            spreads.append(_spread(key, [_tested(t)[key] for t in group if key in _tested(t)]))
+        rows.append([*(_cell(label) for label in setting), str(len(group)), *spreads])
+    return "\n".join(["## Mean ± std over seeds", "", *_markdown(header, rows)]) + "\n"
+
+
+def _spread(key: str, values: list[float]) -> str:
+    """`mean ± std` (the sample's), in percent for an accuracy; std is n/a for one value."""
+    values = [value for value in values if value is not None]
+    if not values:
+        return ""
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    if key.endswith("acc"):
+        return f"{100 * mean:.2f}% ± " + ("n/a" if std is None else f"{100 * std:.2f}")
+    return f"{mean:.4g} ± " + ("n/a" if std is None else f"{std:.4g}")
 
 
 def best_yaml(study: optuna.Study, best: FrozenTrial, space: Space) -> str:
@@ -151,3 +219,87 @@ def _save_plot(plot, study: optuna.Study, kwargs: dict, path: Path) -> bool:
     finally:
         for number in set(plt.get_fignums()) - before:
             plt.close(number)
+
+
+def write_curves(trials: Sequence[FrozenTrial], path: Path) -> bool:
+    """The validation accuracy per epoch of every finished or pruned trial whose run folder can be
+    read, overlaid in `path`; False (nothing written) when no trial has such a curve."""
+    plotted, curves = [], []
+    for trial in trials:
+        if (curve := _val_curve(trial)) is not None:
+            plotted.append(trial)
+            curves.append(curve)
+    if not curves:
+        return False
+    plot_curves(dict(zip(curve_labels(plotted), curves, strict=True)), path)
+    return True
+
+
+def _val_curve(trial: FrozenTrial) -> list[float] | None:
+    run_dir = trial.user_attrs.get("run_dir")
+    if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or not run_dir:
+        return None
+    try:
+        points = read_scalars(run_dir).get("val/acc")
+    except FileNotFoundError:  # a trial of another machine's worker, or a folder deleted since
+        return None
+    return [value for _, value in points] if points else None
+
+
+def curve_labels(trials: Sequence[FrozenTrial]) -> list[str]:
+    """`trial <n>: key=value, ...` per trial, naming the params whose values differ between the
+    trials by their last part (`lr` for model.optimizer.init_args.lr) when that is unambiguous."""
+    keys = list(dict.fromkeys(key for trial in trials for key in trial.params))
+    varied = [key for key in keys if len({_label_value(t.params.get(key)) for t in trials}) > 1]
+    short = {key: _short_key(key) for key in varied}
+    names = {key: name if list(short.values()).count(name) == 1 else key for key, name in short.items()}
+    labels = []
+    for trial in trials:
+        values = [f"{names[key]}={_label_value(trial.params[key])}" for key in varied if key in trial.params]
+        labels.append(f"trial {trial.number}" + (": " + ", ".join(values) if values else ""))
+    return labels
+
+
+def _short_key(key: str) -> str:
+    parts = [part for part in key.split(".") if part != "init_args"]
+    return parts[-1] if parts else key
+
+
+def _label_value(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def plot_curves(
+    curves: Mapping[str, Sequence[float]],
+    path: Path,
+    target: float = TARGET,
+    title: str = "Validation accuracy",
+) -> None:
+    """Accuracy curves (fractions, one value per epoch from epoch 1) by label, in percent: the
+    whole range beside a zoom on the top 1% below `target`, which a dashed line marks; the legend
+    lies below both panels, so it hides no curve however many there are."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    with plt.rc_context():
+        fig, (full, zoom) = plt.subplots(1, 2, figsize=(12, 5))
+        try:
+            for label, curve in curves.items():
+                epochs = range(1, len(curve) + 1)
+                for ax in (full, zoom):
+                    ax.plot(epochs, [100 * value for value in curve], marker="o", label=label)
+            full.set_title(title)
+            zoom.set_title(f"{title} above {100 * target - 1:.1f}%")
+            zoom.set_ylim(100 * target - 1, 100)
+            zoom.axhline(100 * target, color="gray", linestyle="--", linewidth=1)
+            for ax in (full, zoom):
+                ax.set_xlabel("epoch")
+                ax.set_ylabel("accuracy (%)")
+                ax.grid(alpha=0.3)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            fig.tight_layout()
+            handles, labels = full.get_legend_handles_labels()
+            fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=4, fontsize=8)
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+        finally:
+            plt.close(fig)

@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+import optuna
+
 from lit_mnist.callbacks.pruning import pruned_at
 from lit_mnist.errors import UserError
 from lit_mnist.tools import fail, parser_for
@@ -38,6 +40,7 @@ from lit_mnist.tools.sweep.space import Space, load_space, missing_keys, to_flag
 SWEEPS = Path("logs") / "sweeps"
 # a worker silent this long is dead: its trial is marked failed and its parameters tried again
 HEARTBEAT_SECONDS, GRACE_SECONDS = 20, 60
+MAX_FAILURES_IN_A_ROW = 3  # trials of one command that fail one after another: the sweep stops
 
 
 class TrialFailed(Exception):
@@ -51,30 +54,57 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         check_keys(space, fit_args)
     except UserError as err:
         fail(str(err))
-    name = options.study or options.space.stem
+    sweep(space, fit_args, options.study or options.space.stem, options)
+
+
+def sweep(space: Space, fit_args: list[str], name: str, options) -> optuna.Study | None:
+    """Runs (or continues) study `name` over `space` until it has `options.trials` finished trials
+    (a grid: all its points), tests the best trial or every trial as the space says, and writes
+    the report; exit 1 when trials failed and the study is short of its count."""
     folder = SWEEPS / name
     url = options.storage or f"sqlite:///{folder / 'study.db'}"
     if options.report:
         report(url, name, folder, space)
-        return
+        return None
+    trials = options.trials
+    if space.sampler == "grid":
+        points = len(space.grid_points())
+        if trials is not None and trials > points:
+            fail(f"--trials {trials} is more than the grid's {points} points")
+        trials = trials or points
+    elif trials is None:
+        fail("--trials is needed: how many finished trials the study ends with")
     if not options.storage:
         folder.mkdir(parents=True, exist_ok=True)
-    study = open_study(url, name, space, options.seed)
-    sweep = Sweep(study, space, fit_args, folder, options.workers, url)
+    study = open_study(url, name, space)
+    runner = Sweep(study, space, fit_args, folder, options.workers, url)
     try:
-        sweep.run(options.trials)
+        runner.run(trials, options.seed)
     except KeyboardInterrupt:
         write_report(study, folder, space)
         fail("interrupted: the running trials are marked failed; run the same command to go on")
-    test_best(study, space, folder)
+    if space.test == "best":
+        test_best(study, space, folder)
     for path in write_report(study, folder, space):
         print(f"wrote {path}")
+    finished = runner.finished()
+    if finished < trials:
+        print(
+            f"error: study {name} has {finished} of {trials} finished trials "
+            f"({runner.counts()['FAIL']} failed, see output.log in their folders): "
+            "run the same command again to run the missing ones",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    return study
 
 
 def parse(argv: list[str], prog: str | None):
     parser = parser_for(prog, __doc__)
     parser.add_argument("--space", type=Path, required=True, help="the search space (configs/sweeps/*.yaml)")
-    parser.add_argument("--trials", type=int, help="finished trials the study ends with (needed to run)")
+    parser.add_argument(
+        "--trials", type=int, help="finished trials the study ends with (a grid's default: all its points)"
+    )
     parser.add_argument(
         "--report", action="store_true", help="write the study's report now (it may be running) and stop"
     )
@@ -85,8 +115,6 @@ def parse(argv: list[str], prog: str | None):
     options, fit_args = parser.parse_known_args(argv)
     while fit_args[:1] in (["--"], ["fit"]):  # `lit-mnist sweep --space s.yaml --trials 4 -- fit ...`
         fit_args = fit_args[1:]
-    if options.trials is None and not options.report:
-        fail("--trials is needed: how many finished trials the study ends with")
     if (options.trials is not None and options.trials < 1) or options.workers < 1:
         fail(f"--trials and --workers must be at least 1, got {options.trials} and {options.workers}")
     for flag in ("--ckpt_path", "--trainer.logger"):
@@ -97,7 +125,6 @@ def parse(argv: list[str], prog: str | None):
 
 def report(url: str, name: str, folder: Path, space: Space) -> None:
     """The report of a study that exists, written while it runs or after; nothing else changes."""
-    import optuna
 
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         fail(f"no study {name}: {url.removeprefix('sqlite:///')} does not exist")
@@ -125,34 +152,37 @@ def check_keys(space: Space, fit_args: list[str]) -> None:
         raise UserError(f"{keys}: not a key of the fit config (see lit-mnist fit --print_config)")
 
 
-def open_study(url: str, name: str, space: Space, seed: int | None):
-    """The study `name` in the storage at `url`, created on first use; one line when the storage
-    cannot be reached or holds a study of that name over another space or direction."""
-    import optuna
+def open_storage(url: str):
+    """Optuna's RDB storage at `url`, with the heartbeat that finds killed workers; one line when
+    it cannot be opened."""
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     for attempt in range(3):
         try:
-            storage = RDBStorage(
+            return RDBStorage(
                 url,
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,
                 failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
             )
-            break
         except Exception as err:  # sqlalchemy's many kinds: a bad URL, a missing driver, no server
             # workers started together race to create the tables: the loser finds them next time
             if attempt == 2 or not isinstance(err, IntegrityError | ProgrammingError):
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
                 fail(f"--storage {url} cannot be opened: {reason}")
             time.sleep(1 + attempt)
-    seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
-    sampler, pruner = space.make_sampler(seed), space.make_pruner()
+    raise AssertionError("unreachable")
+
+
+def open_study(url: str, name: str, space: Space):
+    """The study `name` in the storage at `url`, created on first use; one line when the storage
+    cannot be reached or holds a study of that name over another space or direction."""
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name=name, storage=storage, direction=space.direction, sampler=sampler, pruner=pruner,
-        load_if_exists=True,
+        study_name=name, storage=open_storage(url), direction=space.direction,
+        sampler=space.make_sampler(None), pruner=space.make_pruner(), load_if_exists=True,
     )  # fmt: skip
     known = study.user_attrs.get("space")
     if known is None:
@@ -162,16 +192,48 @@ def open_study(url: str, name: str, space: Space, seed: int | None):
     return study
 
 
+def worker_seeds(seed: int | None, trials_before: int, workers: int) -> list[int]:
+    """A sampler seed per worker, all different. From --seed they follow from it and the number of
+    trials the study had when the command started, so a rerun does not draw the first run's
+    points again; without --seed they are new each time."""
+    import numpy as np
+
+    entropy = None if seed is None else [seed, trials_before]
+    return [int(s) for s in np.random.SeedSequence(entropy).generate_state(workers)]
+
+
+def device_env(worker: int, environ: dict[str, str], gpus: int) -> dict[str, str]:
+    """The environment of a worker's trials: on a machine with GPUs, one GPU per worker (worker i
+    gets the i-th visible one, round robin), so trials never share a device unless there are more
+    workers than GPUs; unchanged without GPUs."""
+    if gpus < 1:
+        return environ
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else []
+    devices = devices or [str(i) for i in range(gpus)]
+    return {**environ, "CUDA_VISIBLE_DEVICES": devices[worker % len(devices)]}
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 class Sweep:
-    """Runs trials as `lit-mnist fit` processes, `workers` at a time, until the study has
-    `trials` finished ones."""
+    """Runs trials as `lit-mnist fit` processes, one at a time in each of `workers` threads (each
+    with its own sampler), until the study has `trials` finished ones."""
 
     def __init__(self, study, space: Space, fit_args: list[str], folder: Path, workers: int, url: str):
         self.study, self.space, self.fit_args, self.folder = study, space, fit_args, folder
         self.workers, self.url = workers, url
         self.running: dict[int, subprocess.Popen] = {}
         self.stopping = False
+        self.failures = 0  # in a row: a run that fails every time stops the sweep
         self.lock = threading.Lock()
+        # one GPU per worker, unless the flags choose the devices
+        chosen = ("--trainer.devices", "--trainer.accelerator")
+        self.own_gpus = not any(a.startswith(chosen) for a in fit_args)
 
     def _surplus(self, trial) -> bool:
         """Whether the finished trials and those started before this one already make the study's
@@ -183,31 +245,101 @@ class Sweep:
         ahead = [t for t in self.study.get_trials(deepcopy=False, states=counted) if t.number < trial.number]
         return len(ahead) >= self.trials
 
+    def counts(self) -> dict:
+        """The study's trials by state name (COMPLETE, PRUNED, RUNNING, WAITING, FAIL)."""
+        states = [t.state.name for t in self.study.get_trials(deepcopy=False)]
+        return {name: states.count(name) for name in ("COMPLETE", "PRUNED", "RUNNING", "WAITING", "FAIL")}
+
     def finished(self) -> int:
+        counts = self.counts()
+        return counts["COMPLETE"] + counts["PRUNED"]
+
+    def queue_grid(self) -> None:
+        """A grid's points that no trial has finished, runs or waits for, queued in order; a point
+        whose trial failed or was interrupted is queued again."""
         from optuna.trial import TrialState
 
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+        taken = [
+            {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+            for trial in self.study.get_trials(deepcopy=False, states=live)
+        ]
+        for point in self.space.grid_points():
+            if point not in taken:
+                self.study.enqueue_trial(point)
 
-    def run(self, trials: int) -> None:
-        from optuna.study import MaxTrialsCallback
-        from optuna.trial import TrialState
+    def run(self, trials: int, seed: int | None = None) -> None:
 
         self.trials = trials
         remaining = trials - self.finished()
         if remaining <= 0:
             print(f"study {self.study.study_name} has {self.finished()} finished trials already")
             return
+        if self.space.sampler == "grid":
+            self.queue_grid()
         self.progress = Progress(remaining)
-        cap = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        seeds = worker_seeds(seed, len(self.study.get_trials(deepcopy=False)), self.workers)
+        gpus = _gpu_count() if self.own_gpus else 0
+        errors: list[BaseException] = []
+        threads = []
+        for worker, worker_seed in enumerate(seeds):
+            study = optuna.load_study(
+                study_name=self.study.study_name, storage=self.study._storage,
+                sampler=self.space.make_sampler(worker_seed), pruner=self.space.make_pruner(),
+            )  # fmt: skip
+            env = device_env(worker, dict(os.environ), gpus)
+            thread = threading.Thread(target=self._work, args=(study, env, errors), daemon=True)
+            threads.append(thread)
         previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.study.optimize(
-                self.objective, n_trials=remaining, n_jobs=self.workers, catch=(TrialFailed,),
-                callbacks=[cap, self._report_progress], gc_after_trial=False,
-            )  # fmt: skip
+            for thread in threads:
+                thread.start()
+            while alive := [thread for thread in threads if thread.is_alive()]:
+                alive[0].join(0.2)  # a signal's handler runs between the waits
+        except KeyboardInterrupt:
+            for thread in threads:  # each marks its trial failed
+                thread.join(timeout=60)
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if errors:
+            raise errors[0]
+
+    def _work(self, study, env: dict, errors: list) -> None:
+        """One worker: a trial at a time until the study has its trials (or a grid has no point
+        left), waiting while the trials that would complete it run elsewhere: one of them may
+        belong to a killed worker, and is failed and queued again after the grace period."""
+        from optuna.storages import fail_stale_trials
+
+        waited = False
+        try:
+            while not self.stopping and self.failures < MAX_FAILURES_IN_A_ROW:
+                fail_stale_trials(study)
+                counts = self.counts()
+                finished = counts["COMPLETE"] + counts["PRUNED"]
+                if finished >= self.trials:
+                    return
+                if finished + counts["RUNNING"] >= self.trials and not counts["WAITING"]:
+                    elsewhere = counts["RUNNING"] - len(self.running)
+                    if elsewhere > 0 and not waited:
+                        print(
+                            f"waiting for {elsewhere} trial(s) running in another command; a killed "
+                            f"worker's trial is run again after {GRACE_SECONDS} s without heartbeat",
+                            flush=True,
+                        )
+                        waited = True
+                    time.sleep(HEARTBEAT_SECONDS / 4)
+                    continue
+                if self.space.sampler == "grid" and not counts["WAITING"]:
+                    return  # every point has run; a rerun queues the failed ones again
+                study.optimize(
+                    lambda trial: self.objective(trial, env), n_trials=1, catch=(TrialFailed,),
+                    callbacks=[self._report_progress], gc_after_trial=False,
+                )  # fmt: skip
+        except BaseException as err:  # reaches the main thread, which raises it
+            errors.append(err)
+            self.stopping = True
 
     def _interrupt(self, signum, frame) -> None:
         """Ctrl-C or SIGTERM: the trials' processes are stopped and their trials end as failed (the
@@ -220,55 +352,62 @@ class Sweep:
                     process.terminate()
         raise KeyboardInterrupt
 
-    def objective(self, trial) -> float:
-        import optuna
+    def objective(self, trial, env: dict) -> float:
 
-        if self._surplus(trial):
-            self.study.stop()
+        unqueued = self.space.sampler == "grid" and "fixed_params" not in trial.system_attrs
+        if self._surplus(trial) or unqueued:
+            trial.study.stop()
             trial.set_user_attr("surplus", True)
             raise TrialFailed(f"trial {trial.number} not run: the study has its {self.trials} trials")
         params = self.space.suggest(trial)
         run_dir = self.folder / f"trial_{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir))
         run_dir.mkdir(parents=True, exist_ok=True)
-        code = self._fit(trial, params, run_dir)
+        code = self._fit(trial, params, run_dir, env)
         if self.stopping:
+            trial.study.stop()
             raise TrialFailed(f"trial {trial.number} was interrupted")
         metrics_file = run_dir / "metrics.json"
         if code != 0 or not metrics_file.is_file():
             raise TrialFailed(f"trial {trial.number} failed (exit {code}); see {run_dir / 'output.log'}")
         metrics = json.loads(metrics_file.read_text())
         trial.set_user_attr("epochs", metrics.get("epochs"))
+        tests = {key: value for key, value in metrics.items() if key.startswith("test/")}
+        if any(value is not None for value in tests.values()):
+            trial.set_user_attr("test", tests)
         if pruned_at(run_dir) is not None:
             raise optuna.TrialPruned()
         if metrics.get(self.space.metric) is None:
             raise TrialFailed(f"trial {trial.number}: metrics.json has no {self.space.metric}")
         return float(metrics[self.space.metric])
 
-    def _fit(self, trial, params: dict, run_dir: Path) -> int:
+    def _fit(self, trial, params: dict, run_dir: Path, env: dict) -> int:
         """One `lit-mnist fit` for the trial, its output in run_dir/output.log; the exit status."""
         threads = [] if any(a.startswith("--threads") for a in self.fit_args) else [
             f"--threads={max(1, (os.cpu_count() or 1) // self.workers)}"
         ]  # fmt: skip
+        test = ["--test_after_fit=false"] if self.space.test == "best" else []
         command = [
             sys.executable, "-m", "lit_mnist", "fit", *self.fit_args, *self.space.flags, *to_flags(params),
             f"--trainer.logger.init_args.save_dir={self.folder.parent}",
             f"--trainer.logger.init_args.name={self.folder.name}",
             f"--trainer.logger.init_args.version={run_dir.name}",
-            "--test_after_fit=false", *threads,
+            *test, *threads,
             "--trainer.callbacks+=lit_mnist.callbacks.pruning.OptunaPruning",
             f"--trainer.callbacks.storage={self.url}", f"--trainer.callbacks.study={self.study.study_name}",
             f"--trainer.callbacks.trial={storage_id(trial)}",
             f"--trainer.callbacks.monitor={self.space.metric}",
             f"--trainer.callbacks.pruner={self.space.pruner}",
         ]  # fmt: skip
+        gpu = env.get("CUDA_VISIBLE_DEVICES")
+        device = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu != os.environ.get("CUDA_VISIBLE_DEVICES") else ""
         with (run_dir / "output.log").open("w") as log:
-            log.write(shlex.join(["lit-mnist", *command[3:]]) + "\n")
+            log.write(device + shlex.join(["lit-mnist", *command[3:]]) + "\n")
             log.flush()
             with self.lock:
                 if self.stopping:
                     return -1
-                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
                 self.running[trial.number] = process
             code = process.wait()
         with self.lock:
@@ -278,13 +417,18 @@ class Sweep:
     def _report_progress(self, study, trial) -> None:
         from optuna.trial import TrialState
 
+        if trial.user_attrs.get("surplus") or self.stopping:
+            return
+        with self.lock:
+            self.failures = self.failures + 1 if trial.state == TrialState.FAIL else 0
         value = trial.value if trial.state == TrialState.COMPLETE else None
         outcome = f"{self.space.metric}={value:.4f}" if value is not None else trial.state.name.lower()
         try:
             best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
         except ValueError:  # no complete trial yet
             best = "no best yet"
-        self.progress.done(f"trial {trial.number} {outcome}, {best}")
+        with self.lock:
+            self.progress.done(f"trial {trial.number} {outcome}, {best}")
 
 
 def storage_id(trial) -> int:

@@ -5,17 +5,25 @@ toward which metric, with which Optuna sampler and pruner.
     direction: maximize         # maximize | minimize
     sampler: tpe                # tpe | random | grid
     pruner: median              # median | hyperband | none
+    test: best                  # best: only the best trial's checkpoint is tested, at the end
+                                # each: every trial tests its best checkpoint (seeds, comparisons)
     flags: ["--trainer.max_epochs=3"]   # fit flags every trial gets
     params:
       model.optimizer.init_args.lr: {float: [1.0e-4, 1.0e-2], log: true}
       model.net.init_args.dropout: {float: [0.0, 0.5], step: 0.1}
       data.batch_size: {int: [32, 256], log: true}
       model.optimizer: {choice: [torch.optim.Adam, torch.optim.SGD]}
+      model.scheduler:            # named choices: the names stand for the values in the study
+        choice:
+          none: null
+          step: {class_path: torch.optim.lr_scheduler.StepLR, init_args: {step_size: 1}}
 
 A param key is a `lit-mnist fit` flag without its dashes; a range is {float|int: [low, high]} with
-an optional `log: true` or `step: s`, a list of values is {choice: [...]}.
+an optional `log: true` or `step: s`; {choice: [...]} is a list of values, {choice: {name: value}}
+the same with a name for each value.
 """
 
+import itertools
 import json
 import math
 from contextlib import suppress
@@ -33,7 +41,8 @@ KINDS = ("float", "int", "choice")
 RANGE_OPTIONS = ("log", "step")
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "random", "grid")
-TOP_KEYS = ("metric", "direction", "sampler", "pruner", "flags", "params")
+TESTS = ("best", "each")
+TOP_KEYS = ("metric", "direction", "sampler", "pruner", "test", "flags", "params")
 
 
 class SpaceError(ValueError):
@@ -50,7 +59,8 @@ class Param:
 
     Optuna keeps a choice that is a list or a dict (a net's channels) as its text, `[16, 32]`: its
     databases hold numbers, strings, booleans and None, and it warns on every use of anything else.
-    A trial's params hold that text; `value_of` turns it back into the value."""
+    A trial's params hold that text; `value_of` turns it back into the value. Choices with `names`
+    are held by their names."""
 
     key: str
     kind: str
@@ -59,6 +69,7 @@ class Param:
     log: bool = False
     step: float | int | None = None
     choices: tuple = ()
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -67,6 +78,11 @@ class Param:
             if not self.choices:
                 raise self._error("the choice list is empty")
             object.__setattr__(self, "choices", tuple(self.choices))
+            object.__setattr__(self, "names", tuple(self.names))
+            if self.names and len(self.names) != len(self.choices):
+                raise self._error("give a name to every choice or to none")
+            if any(not isinstance(name, str) or not name for name in self.names):
+                raise self._error(f"a choice's name is a word, got {self.names}")
         else:
             self._check_range()
 
@@ -113,18 +129,30 @@ class Param:
     def suggest(self, trial: optuna.Trial):
         """The trial's value for this key, drawn by the study's sampler."""
         if self.kind == "float":
-            return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
+            value = trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
+            return self.value_of(value)
         if self.kind == "int":
             return trial.suggest_int(self.key, self.low, self.high, log=self.log, step=self.step or 1)
         return self.value_of(trial.suggest_categorical(self.key, self.labels()))
 
     def labels(self) -> list:
         """The choices as Optuna holds them."""
+        if self.names:
+            return list(self.names)
         return [choice if _is_scalar(choice) else flag_value(choice) for choice in self.choices]
 
     def value_of(self, label):
-        """The value a trial's param stands for."""
-        return self.choices[self.labels().index(label)] if self.kind == "choice" else label
+        """The value a trial's param stands for: a choice's value, or a stepped float on its step
+        as written (0.15, where Optuna holds 0.15000000000000002)."""
+        if self.kind == "choice":
+            return self.choices[self.labels().index(label)]
+        if self.kind == "float" and self.step is not None:
+            return self._step_value(round((label - self.low) / self.step))
+        return label
+
+    def _step_value(self, i: int) -> float:
+        """low + i * step in decimal, so 0.1 * 3 is the 0.3 a user wrote and not 0.30000000000000004."""
+        return float(Decimal(repr(self.low)) + i * Decimal(repr(self.step)))
 
     def grid_values(self) -> list:
         """Every value a grid search tries: the choices, or low, low + step, ..., high."""
@@ -136,9 +164,7 @@ class Param:
             )
         if self.kind == "int":
             return list(range(self.low, self.high + 1, self.step or 1))
-        # decimal steps, so 0.1 * 3 is the 0.3 a user wrote and not 0.30000000000000004
-        low, step = Decimal(repr(self.low)), Decimal(repr(self.step))
-        return [float(low + i * step) for i in range(round((self.high - self.low) / self.step) + 1)]
+        return [self._step_value(i) for i in range(round((self.high - self.low) / self.step) + 1)]
 
     def spec(self) -> dict:
         """Everything but the key, for comparing two spaces."""
@@ -164,8 +190,12 @@ def parse_param(key, spec) -> Param:
         raise SpaceError(name, f"unknown option {unknown[0]!r} for {kind} ({options})")
     values = spec[kind]
     if kind == "choice":
+        if isinstance(values, dict):
+            return Param(key, kind, choices=tuple(values.values()), names=tuple(str(n) for n in values))
         if not isinstance(values, list):
-            raise SpaceError(name, f"choice takes a list of values, got {values!r}")
+            raise SpaceError(
+                name, f"choice takes a list of values or a mapping of names to values, got {values!r}"
+            )
         return Param(key, kind, choices=tuple(values))
     if not isinstance(values, list) or len(values) != 2:
         raise SpaceError(name, f"{kind} takes [low, high], got {values!r}")
@@ -182,6 +212,7 @@ class Space:
     direction: str = "maximize"
     sampler: str = "tpe"
     pruner: str = "median"
+    test: str = "best"
     flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -191,7 +222,8 @@ class Space:
             raise SpaceError(
                 "metric", f"must be a key of metrics.json such as val/acc_best, got {self.metric!r}"
             )
-        for name, allowed in (("direction", DIRECTIONS), ("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        checked = (("direction", DIRECTIONS), ("sampler", SAMPLERS), ("pruner", PRUNERS), ("test", TESTS))
+        for name, allowed in checked:
             if getattr(self, name) not in allowed:
                 raise SpaceError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.sampler == "grid":
@@ -207,17 +239,23 @@ class Space:
         return {key: by_key[key].value_of(label) if key in by_key else label for key, label in params.items()}
 
     def grid(self) -> dict[str, list]:
-        """Every param's values as Optuna holds them, for its GridSampler."""
+        """Every param's values as Optuna holds them."""
         return {param.key: param.grid_values() for param in self.params}
+
+    def grid_points(self) -> list[dict]:
+        """Every combination of the grid's values, the first param's values varying slowest: the
+        params of the trials a grid search runs, in the order it runs them."""
+        grid = self.grid()
+        return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
     def make_sampler(self, seed: int | None) -> optuna.samplers.BaseSampler:
         """The Optuna sampler named by `sampler`; give each worker of a study its own seed, as two
-        samplers seeded alike propose the same points."""
+        samplers seeded alike propose the same points. TPE assumes a running trial's result is bad
+        (constant liar), so parallel workers do not crowd one point. A grid's trials are queued
+        in the study with their params (`grid_points`): its sampler draws nothing."""
         if self.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=seed)
-        if self.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        return optuna.samplers.GridSampler(self.grid(), seed=seed)
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+        return optuna.samplers.RandomSampler(seed=seed)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         """The Optuna pruner named by `pruner` (the trials' OptunaPruning builds the same)."""
