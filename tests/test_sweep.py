@@ -187,3 +187,82 @@ def test_two_commands_share_a_study_in_postgresql_and_keep_its_count(fake_mnist,
     folders = [Path(t.user_attrs["run_dir"]).name for t in finished]
     assert len(set(folders)) == 4 and all((tmp_path / t.user_attrs["run_dir"]).is_dir() for t in finished)
     assert not (tmp_path / "logs" / "sweeps" / "tiny" / "study.db").exists()
+
+
+def test_each_worker_gets_its_own_sampler_seed():
+    from lit_mnist.tools.sweep.run import worker_seeds
+
+    seeds = worker_seeds(0, trials_before=0, workers=4)
+    assert len(set(seeds)) == 4
+    assert worker_seeds(0, 0, 4) == seeds  # --seed makes a command repeatable
+    assert set(worker_seeds(0, 7, 4)).isdisjoint(seeds)  # a rerun does not draw the first run's points
+    assert worker_seeds(None, 0, 2) != worker_seeds(None, 0, 2)  # without --seed: new each time
+    # two workers seeded apart propose different points; seeded alike, the same
+    space = load_space(ROOT / "configs" / "sweeps" / "search.yaml")
+    drawn = []
+    for seed in (seeds[0], seeds[1], seeds[0]):
+        study = optuna.create_study(sampler=space.make_sampler(seed))
+        drawn.append(space.suggest(study.ask()))
+    assert drawn[0] != drawn[1] and drawn[0] == drawn[2]
+
+
+def test_each_worker_gets_its_own_gpu_when_there_are_gpus():
+    from lit_mnist.tools.sweep.run import device_env
+
+    env = {"PATH": "/bin"}
+    assert device_env(0, env, gpus=0) == env  # a CPU machine: nothing changes
+    assert [device_env(w, env, gpus=2)["CUDA_VISIBLE_DEVICES"] for w in range(3)] == ["0", "1", "0"]
+    visible = {**env, "CUDA_VISIBLE_DEVICES": "3,5"}  # the machine's own choice is kept
+    assert [device_env(w, visible, gpus=2)["CUDA_VISIBLE_DEVICES"] for w in range(2)] == ["3", "5"]
+    assert device_env(1, env, gpus=2)["PATH"] == "/bin"
+
+
+def test_a_study_name_taken_by_another_space_or_direction_is_refused(fake_mnist, tmp_path):
+    from lit_mnist.tools.sweep.run import open_study
+
+    study_dir = tmp_path / "logs" / "sweeps" / "tiny"
+    study_dir.mkdir(parents=True)
+    (tmp_path / "tiny.yaml").write_text(SPACE)
+    open_study(f"sqlite:///{study_dir / 'study.db'}", "tiny", load_space(tmp_path / "tiny.yaml"))
+    before = sorted(p.name for p in study_dir.iterdir())
+    for old, new in (
+        ("[25, 50]", "[25, 100]"),
+        ("metric: val/acc_best", "metric: val/acc_best\ndirection: minimize"),
+    ):
+        args = sweep_args(tmp_path, fake_mnist, "--trials", "1")
+        (tmp_path / "tiny.yaml").write_text(SPACE.replace(old, new))
+        result = run_cli(*args, cwd=tmp_path, check=False)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1] == (
+            "error: study tiny in sqlite:///logs/sweeps/tiny/study.db was made with another space or "
+            "direction; name a new one with --study"
+        )
+        assert sorted(p.name for p in study_dir.iterdir()) == before
+        assert states(study_dir / "study.db") == []
+
+
+def test_a_killed_sweep_is_rerun_and_finishes_with_the_count(fake_mnist, tmp_path):
+    """kill -9 of the command and its trial (a power cut): the rerun waits for the dead trial's
+    heartbeat to go stale, runs its params again and ends with exactly --trials finished trials."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    # a heartbeat every 10 s: the rerun most likely starts while the dead trial still looks alive
+    args = sweep_args(tmp_path, fake_mnist, "--trials", "1", "--grace", "30")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    command = [sys.executable, "-m", "lit_mnist", *args]
+    sweep = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, **quiet)
+    log = tmp_path / "logs" / "sweeps" / "tiny" / "trial_0" / "output.log"
+    deadline = time.monotonic() + 120
+    while not log.is_file() and time.monotonic() < deadline:  # the trial's fit is starting
+        time.sleep(0.1)
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    study_db = tmp_path / "logs" / "sweeps" / "tiny" / "study.db"
+    assert states(study_db) == ["RUNNING"]  # nobody said it died
+
+    run_cli(*args, cwd=tmp_path)
+    assert states(study_db) == ["COMPLETE", "FAIL"]
+    trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_db}").trials
+    (retried,) = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == 0]
+    assert retried.params == trials[0].params and retried.state.name == "COMPLETE"
+    assert json.loads((tmp_path / retried.user_attrs["run_dir"] / "metrics.json").read_text())["epochs"] == 2

@@ -210,9 +210,9 @@ def test_seeds_alone_give_one_row_of_mean_and_std(tmp_path):
     title, blank, header, rule, *rows = section.splitlines()
     assert (title, blank) == ("## Mean ± std over seeds", "")
     assert header == "| seeds | val/acc_best | test/acc | test/loss |" and rule == "| --- " * 4 + "|"
-    expected = [spread(values, False), spread(accs, True), spread(losses, False)]
+    expected = [spread(values, True), spread(accs, True), spread(losses, False)]
     assert rows == ["| 3 | " + " | ".join(expected) + " |"]
-    assert rows == ["| 3 | 0.992 ± 0.002 | 99.30% ± 0.20 | 0.04 ± 0.01 |"]
+    assert rows == ["| 3 | 99.20% ± 0.20 | 99.30% ± 0.20 | 0.04 ± 0.01 |"]
     write_report(study, tmp_path, space)
     table, after = (tmp_path / "trials.md").read_text().split("\n\n## ")
     assert table.splitlines()[-1].startswith("| 4 | FAIL |") and "## " + after == section
@@ -232,10 +232,10 @@ def test_seeds_are_summed_up_per_optimizer_in_the_order_they_first_ran():
     add_seeded(study, TrialState.PRUNED, {OPTIMIZER: "torch.optim.SGD", SEED: 1})
     _, _, header, _, sgd, adam = seed_summary(study, space).splitlines()
     assert header == f"| {OPTIMIZER} | seeds | val/acc_best | test/acc |"
-    assert sgd == "| torch.optim.SGD | 1 | 0.97 ± n/a | 97.10% ± n/a |"
+    assert sgd == "| torch.optim.SGD | 1 | 97.00% ± n/a | 97.10% ± n/a |"
     adam_values, adam_accs = [run[2] for run in runs[1:]], [run[3] for run in runs[1:]]
-    assert adam == f"| torch.optim.Adam | 3 | {spread(adam_values, False)} | {spread(adam_accs, True)} |"
-    assert adam == "| torch.optim.Adam | 3 | 0.9853 ± 0.002517 | 98.73% ± 0.15 |"
+    assert adam == f"| torch.optim.Adam | 3 | {spread(adam_values, True)} | {spread(adam_accs, True)} |"
+    assert adam == "| torch.optim.Adam | 3 | 98.53% ± 0.25 | 98.73% ± 0.15 |"
 
 
 def test_there_is_no_seed_summary_without_a_seed_param_or_a_complete_trial(study, tmp_path):

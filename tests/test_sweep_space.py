@@ -312,3 +312,14 @@ def test_fit_reads_the_best_config_over_the_default_recipe(tmp_path):
     assert (optimizer["init_args"]["lr"], optimizer["init_args"]["momentum"]) == (0.0123, 0.9)
     assert (net["dropout"], net["channels"]) == (0.30000000000000004, [16, 32])
     assert (printed["data"]["batch_size"], printed["seed_everything"]) == (100, 7)
+
+
+def test_a_trial_gets_the_configs_then_the_space_flags_then_the_command_flags():
+    from lit_mnist.tools.sweep.run import trial_flags
+
+    space = Space({"x": {"choice": [1]}}, flags=("--trainer.max_epochs=3",))
+    fit_args = ["--config", "a.yaml", "--trainer.max_epochs=1", "--config=b.yaml", "--data.batch_size=8"]
+    assert trial_flags(space, fit_args) == [
+        "--config", "a.yaml", "--config=b.yaml", "--trainer.max_epochs=3",
+        "--trainer.max_epochs=1", "--data.batch_size=8",
+    ]  # fmt: skip

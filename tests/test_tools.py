@@ -1,7 +1,6 @@
 """The tools as `lit-mnist <tool>` subcommands: one registry, one flag style, progress, bad input."""
 
 import importlib
-import json
 import os
 import subprocess
 
@@ -60,17 +59,28 @@ def test_durations_read_as_a_clock():
     assert [duration(s) for s in (0, 59.6, 65, 3599, 3725)] == ["0:00", "1:00", "1:05", "59:59", "1:02:05"]
 
 
-def fake_fit(tmp_path, calls):
-    """Stands in for seeds.run_seed: records the flags each run would get, writes its metrics."""
+def fake_grid_sweep(calls):
+    """Stands in for the sweep behind seeds and compare: records what it was given, and returns a
+    study of two complete runs."""
+    import optuna
+    from optuna.distributions import IntDistribution
+    from optuna.trial import create_trial
 
-    def run_seed(fit_args, seed):
-        calls.append((seed, fit_args))
-        run_dir = tmp_path / f"version_{seed}"
-        run_dir.mkdir()
-        (run_dir / "metrics.json").write_text(json.dumps({"test/acc": 0.9 + seed / 100, "val/acc_best": 0.9}))
-        return run_dir
+    def grid_sweep(space, fit_args, study, prefix, workers):
+        calls.append((space, fit_args, study, prefix, workers))
+        result = optuna.create_study(direction="maximize")
+        for seed, acc in ((0, 0.9), (1, 0.91)):
+            result.add_trial(
+                create_trial(
+                    value=0.9,
+                    params={"seed_everything": seed},
+                    distributions={"seed_everything": IntDistribution(0, 1)},
+                    user_attrs={"test": {"test/acc": acc}},
+                )
+            )
+        return result
 
-    return run_seed
+    return grid_sweep
 
 
 @pytest.mark.parametrize(
@@ -92,47 +102,41 @@ def fake_fit(tmp_path, calls):
         ["--seeds", "0", "1", "fit", "--config", "c.yaml", "--data.data_dir=d", "--trainer.max_steps=5"],
     ],
 )
-def test_seeds_pass_every_other_flag_to_each_fit(argv, tmp_path, monkeypatch, capsys):
-    from lit_mnist.tools import seeds
+def test_seeds_pass_every_other_flag_to_each_fit(argv, monkeypatch, capsys):
+    from lit_mnist.tools.sweep import run as sweep_run
 
     calls = []
-    monkeypatch.setattr(seeds, "run_seed", fake_fit(tmp_path, calls))
+    monkeypatch.setattr(sweep_run, "grid_sweep", fake_grid_sweep(calls))
     run_tool("seeds", argv)
-    flags = ["--config", "c.yaml", "--data.data_dir=d", "--trainer.max_steps=5"]
-    assert calls == [(0, flags), (1, flags)]
+    ((space, fit_args, study, prefix, workers),) = calls
+    assert fit_args == ["--config", "c.yaml", "--data.data_dir=d", "--trainer.max_steps=5"]
+    assert [(p.key, p.choices) for p in space.params] == [("seed_everything", (0, 1))]
+    assert (space.sampler, space.test, study, prefix, workers) == ("grid", "each", None, "seeds", 1)
     out = capsys.readouterr().out
-    assert "[1/2] seed 0: done in 0:00; about 0:00 left" in out and "[2/2] seed 1: done in " in out
-    assert "test/acc: 90.50% ± 0.71 (mean ± std over 2 seeds)" in out
+    assert "| 2 | 90.00% ± 0.00 | 90.50% ± 0.71 |" in out
 
 
-def test_compare_passes_every_other_flag_to_each_fit(tmp_path, monkeypatch):
+def test_compare_passes_every_other_flag_to_each_fit(monkeypatch):
     from lit_mnist.tools import compare
+    from lit_mnist.tools.sweep import run as sweep_run
 
-    commands = []
-
-    def fake_run(command, **_):
-        commands.append(command)
-        return subprocess.CompletedProcess(command, 3, "", "")  # a failed run stops the tool
-
-    monkeypatch.setattr(compare.subprocess, "run", fake_run)
-    with pytest.raises(SystemExit, match="the adam run failed"):
+    calls = []
+    monkeypatch.setattr(sweep_run, "grid_sweep", fake_grid_sweep(calls))
+    with pytest.raises(FileNotFoundError):  # the fake study wrote no trials.md
         run_tool(
             "compare",
-            [
-                "--epochs",
-                "2",
-                "--data.data_dir=X",
-                "--optimizers",
-                "adam",
-                "--logs",
-                str(tmp_path),
-                "--trainer.max_steps=5",
-            ],
+            ["--epochs", "2", "--data.data_dir=X", "--optimizers", "adam", "sgd", "--trainer.max_steps=5"],
         )
-    (command,) = commands
-    assert command[1:4] == ["-m", "lit_mnist", "fit"]
-    assert "--data.data_dir=X" in command and "--trainer.max_epochs=2" in command
-    assert command[-1] == "--trainer.max_steps=5"  # last: a passed-on flag wins over the tool's
+    ((space, fit_args, _, prefix, _),) = calls
+    assert fit_args == [f"--config={compare.CONFIG}", "--data.data_dir=X", "--trainer.max_steps=5"]
+    (param,) = space.params
+    assert param.names == ("adam", "sgd") and prefix == "compare"
+    assert param.choices == (
+        {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}},
+        {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01}},
+    )
+    # --epochs and --seed become the space's flags: over the config, under a flag passed on
+    assert space.flags == ("--trainer.max_epochs=2", "--seed_everything=0")
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ LIGHTNING_SUBCOMMANDS = {
     "predict": "classify an image or a folder of images (--data.predict_path) with a checkpoint",
 }
 TOOLS = {
-    "compare": "train the seed CNN once per classic optimizer, same budget and seed; table and plot",
-    "seeds": "train one recipe once per seed; mean and standard deviation of the accuracies",
+    "compare": "train the seed CNN once per classic optimizer, same budget and seed (a grid sweep)",
+    "seeds": "train one recipe once per seed; mean and standard deviation of the accuracies (a grid sweep)",
     "results": "every run's metrics.json under a folder as Markdown tables",
     "plots": "a run's loss, accuracy and learning-rate curves as PNG files, and its diagnosis",
     "export": "a checkpoint as ONNX and TorchScript, checked against PyTorch on the test set",

@@ -20,7 +20,11 @@ from lit_mnist.tools import fail, parser_for
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 # flags that say where, not what: left out of the commands shown and of the grouping
-WHERE = re.compile(r"^--(data\.data_dir|trainer\.logger\.init_args\.(save_dir|version))(=|$)")
+# and a sweep trial's place in its study
+WHERE = re.compile(
+    r"^--(data\.data_dir|trainer\.logger\.init_args\.(save_dir|name|version)"
+    r"|trainer\.callbacks\.(storage|study|trial))(=|$)"
+)
 SEED = re.compile(r"^--seed_everything(=|$)")
 # a config inside some checkout's configs/ folder, shown as run from the project's root
 CONFIG_PATH = re.compile(r"^(--config=)?\S*?/(configs/\S+\.ya?ml)$")

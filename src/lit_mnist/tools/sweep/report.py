@@ -157,7 +157,7 @@ def _spread(key: str, values: list[float]) -> str:
         return ""
     mean = statistics.mean(values)
     std = statistics.stdev(values) if len(values) > 1 else None
-    if key.endswith("acc"):
+    if key.rsplit("/", 1)[-1].startswith("acc"):  # test/acc, val/acc_best
         return f"{100 * mean:.2f}% ± " + ("n/a" if std is None else f"{100 * std:.2f}")
     return f"{mean:.4g} ± " + ("n/a" if std is None else f"{std:.4g}")
 

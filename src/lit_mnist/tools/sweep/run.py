@@ -18,7 +18,9 @@ set, and logs/sweeps/<study>/ gets trials.md, best.yaml (a config for lit-mnist 
 PNG plots of the study.
 """
 
+import argparse
 import json
+import logging
 import os
 import shlex
 import signal
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -38,8 +41,9 @@ from lit_mnist.tools.sweep.report import write_report
 from lit_mnist.tools.sweep.space import Space, load_space, missing_keys, to_flags
 
 SWEEPS = Path("logs") / "sweeps"
-# a worker silent this long is dead: its trial is marked failed and its parameters tried again
-HEARTBEAT_SECONDS, GRACE_SECONDS = 20, 60
+# a worker silent this long (--grace) is dead: its trial is marked failed and its parameters tried
+# again; a live worker's trial says it is alive every grace / 3 seconds
+GRACE_SECONDS = 60
 MAX_FAILURES_IN_A_ROW = 3  # trials of one command that fail one after another: the sweep stops
 
 
@@ -76,8 +80,8 @@ def sweep(space: Space, fit_args: list[str], name: str, options) -> optuna.Study
         fail("--trials is needed: how many finished trials the study ends with")
     if not options.storage:
         folder.mkdir(parents=True, exist_ok=True)
-    study = open_study(url, name, space)
-    runner = Sweep(study, space, fit_args, folder, options.workers, url)
+    study = open_study(url, name, space, options.grace)
+    runner = Sweep(study, space, fit_args, folder, options.workers, url, options.grace)
     try:
         runner.run(trials, options.seed)
     except KeyboardInterrupt:
@@ -99,6 +103,33 @@ def sweep(space: Space, fit_args: list[str], name: str, options) -> optuna.Study
     return study
 
 
+def grid_sweep(
+    space: Space, fit_args: list[str], study: str | None, prefix: str, workers: int
+) -> optuna.Study:
+    """A grid space's sweep as a command of its own (`lit-mnist seeds`, `compare`): a new study
+    `<prefix>-<time>` each time unless `study` names one to go on with."""
+    try:
+        check_keys(space, fit_args)
+    except UserError as err:
+        fail(str(err))
+    name = study or f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if study is None and (SWEEPS / name).exists():
+        fail(f"{SWEEPS / name} exists already: wait a second and run again")
+    print(f"study {name}: {SWEEPS / name}", flush=True)
+    options = argparse.Namespace(
+        trials=None, workers=workers, storage=None, seed=None, report=False, grace=GRACE_SECONDS
+    )
+    return sweep(space, fit_args, name, options)
+
+
+def add_grid_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """--workers and --study for a grid command."""
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time on this machine")
+    parser.add_argument(
+        "--study", help=f"go on with this study (its runs missing or failed); default: a new {prefix}-<time>"
+    )
+
+
 def parse(argv: list[str], prog: str | None):
     parser = parser_for(prog, __doc__)
     parser.add_argument("--space", type=Path, required=True, help="the search space (configs/sweeps/*.yaml)")
@@ -112,9 +143,18 @@ def parse(argv: list[str], prog: str | None):
     parser.add_argument("--storage", help="an Optuna RDB storage URL (default: SQLite in the study folder)")
     parser.add_argument("--study", help="the study's name (default: the space file's name)")
     parser.add_argument("--seed", type=int, help="the sampler's seed (default: a new one per command)")
+    parser.add_argument(
+        "--grace",
+        type=int,
+        default=GRACE_SECONDS,
+        help=f"seconds without a heartbeat after which a trial's worker is taken for dead and the trial "
+        f"run again (default {GRACE_SECONDS})",
+    )
     options, fit_args = parser.parse_known_args(argv)
     while fit_args[:1] in (["--"], ["fit"]):  # `lit-mnist sweep --space s.yaml --trials 4 -- fit ...`
         fit_args = fit_args[1:]
+    if options.grace < 3:
+        fail(f"--grace must be at least 3 seconds, got {options.grace}")
     if (options.trials is not None and options.trials < 1) or options.workers < 1:
         fail(f"--trials and --workers must be at least 1, got {options.trials} and {options.workers}")
     for flag in ("--ckpt_path", "--trainer.logger"):
@@ -142,29 +182,58 @@ def check_keys(space: Space, fit_args: list[str]) -> None:
 
     from lit_mnist.cli import MNISTCLI
 
+    seed_log = logging.getLogger("lightning.fabric.utilities.seed")
+    level = seed_log.level
     try:
-        cli = MNISTCLI(args=[*fit_args, *space.flags], run=False, parser_kwargs={"exit_on_error": False})
+        # a check, not a run: Lightning's notes on args beside sys.argv and on the seed are not news
+        seed_log.setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = MNISTCLI(
+                args=trial_flags(space, fit_args), run=False, parser_kwargs={"exit_on_error": False}
+            )
     except ArgumentError as err:
         raise UserError(f"the fit flags do not parse: {str(err).splitlines()[0]}") from None
+    finally:
+        seed_log.setLevel(level)
     missing = missing_keys(space, cli.config.as_dict())
     if missing:
         keys = ", ".join(missing)
         raise UserError(f"{keys}: not a key of the fit config (see lit-mnist fit --print_config)")
 
 
-def open_storage(url: str):
+def trial_flags(space: Space, fit_args: list[str]) -> list[str]:
+    """A trial's fit flags before its params: the --config files, the space's flags, then the
+    command's other flags. So the space's flags (`--trainer.max_epochs=3`) win over the configs
+    and the command's own flags win over the space's."""
+    configs, others = [], []
+    words = iter(fit_args)
+    for word in words:
+        if word == "--config":
+            configs += [word, next(words, "")]
+        elif word.startswith("--config="):
+            configs.append(word)
+        else:
+            others.append(word)
+    return [*configs, *space.flags, *others]
+
+
+def open_storage(url: str, grace: int = GRACE_SECONDS):
     """Optuna's RDB storage at `url`, with the heartbeat that finds killed workers; one line when
     it cannot be opened."""
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+    # Optuna's heartbeat is marked experimental: its note would come with every command and, as the
+    # workers call fail_stale_trials before each trial, with every trial
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for attempt in range(3):
         try:
             return RDBStorage(
                 url,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+                heartbeat_interval=max(1, grace // 3),
+                grace_period=grace,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
             )
         except Exception as err:  # sqlalchemy's many kinds: a bad URL, a missing driver, no server
             # workers started together race to create the tables: the loser finds them next time
@@ -175,13 +244,13 @@ def open_storage(url: str):
     raise AssertionError("unreachable")
 
 
-def open_study(url: str, name: str, space: Space):
+def open_study(url: str, name: str, space: Space, grace: int = GRACE_SECONDS):
     """The study `name` in the storage at `url`, created on first use; one line when the storage
     cannot be reached or holds a study of that name over another space or direction."""
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name=name, storage=open_storage(url), direction=space.direction,
+        study_name=name, storage=open_storage(url, grace), direction=space.direction,
         sampler=space.make_sampler(None), pruner=space.make_pruner(), load_if_exists=True,
     )  # fmt: skip
     known = study.user_attrs.get("space")
@@ -224,13 +293,16 @@ class Sweep:
     """Runs trials as `lit-mnist fit` processes, one at a time in each of `workers` threads (each
     with its own sampler), until the study has `trials` finished ones."""
 
-    def __init__(self, study, space: Space, fit_args: list[str], folder: Path, workers: int, url: str):
+    def __init__(
+        self, study, space: Space, fit_args: list[str], folder: Path, workers: int, url: str, grace: int
+    ):
         self.study, self.space, self.fit_args, self.folder = study, space, fit_args, folder
-        self.workers, self.url = workers, url
+        self.workers, self.url, self.grace = workers, url, grace
         self.running: dict[int, subprocess.Popen] = {}
         self.stopping = False
         self.failures = 0  # in a row: a run that fails every time stops the sweep
         self.lock = threading.Lock()
+        self.asking, self.holding, self.waited = threading.Lock(), set(), False
         # one GPU per worker, unless the flags choose the devices
         chosen = ("--trainer.devices", "--trainer.accelerator")
         self.own_gpus = not any(a.startswith(chosen) for a in fit_args)
@@ -308,38 +380,60 @@ class Sweep:
 
     def _work(self, study, env: dict, errors: list) -> None:
         """One worker: a trial at a time until the study has its trials (or a grid has no point
-        left), waiting while the trials that would complete it run elsewhere: one of them may
-        belong to a killed worker, and is failed and queued again after the grace period."""
-        from optuna.storages import fail_stale_trials
-
-        waited = False
+        left). The count is read and the trial created under one lock, so the workers of a
+        command never start a trial too many; commands on other machines may, and such a trial
+        stands back (`_surplus`)."""
         try:
             while not self.stopping and self.failures < MAX_FAILURES_IN_A_ROW:
-                fail_stale_trials(study)
-                counts = self.counts()
-                finished = counts["COMPLETE"] + counts["PRUNED"]
-                if finished >= self.trials:
+                self.asking.acquire()
+                self.holding.add(threading.get_ident())
+                try:
+                    step = self._next_step(study)
+                    if step == "run":  # the objective lets go of the lock once its trial exists
+                        study.optimize(
+                            lambda trial: self.objective(trial, env), n_trials=1, catch=(TrialFailed,),
+                            callbacks=[self._report_progress], gc_after_trial=False,
+                        )  # fmt: skip
+                finally:
+                    self._stop_asking()
+                if step == "done":
                     return
-                if finished + counts["RUNNING"] >= self.trials and not counts["WAITING"]:
-                    elsewhere = counts["RUNNING"] - len(self.running)
-                    if elsewhere > 0 and not waited:
-                        print(
-                            f"waiting for {elsewhere} trial(s) running in another command; a killed "
-                            f"worker's trial is run again after {GRACE_SECONDS} s without heartbeat",
-                            flush=True,
-                        )
-                        waited = True
-                    time.sleep(HEARTBEAT_SECONDS / 4)
-                    continue
-                if self.space.sampler == "grid" and not counts["WAITING"]:
-                    return  # every point has run; a rerun queues the failed ones again
-                study.optimize(
-                    lambda trial: self.objective(trial, env), n_trials=1, catch=(TrialFailed,),
-                    callbacks=[self._report_progress], gc_after_trial=False,
-                )  # fmt: skip
+                if step == "wait":
+                    time.sleep(max(0.5, self.grace / 12))
         except BaseException as err:  # reaches the main thread, which raises it
             errors.append(err)
             self.stopping = True
+
+    def _next_step(self, study) -> str:
+        """ "run" a trial, "wait" for the trials that would complete the study to finish elsewhere
+        (one may belong to a killed worker: failed and queued again after the grace period), or
+        "done"."""
+        from optuna.storages import fail_stale_trials
+
+        fail_stale_trials(study)
+        counts = self.counts()
+        finished = counts["COMPLETE"] + counts["PRUNED"]
+        if finished >= self.trials:
+            return "done"
+        if finished + counts["RUNNING"] >= self.trials and not counts["WAITING"]:
+            elsewhere = counts["RUNNING"] - len(self.running)
+            if elsewhere > 0 and not self.waited:
+                print(
+                    f"waiting for {elsewhere} trial(s) running in another command; a killed "
+                    f"worker's trial is run again after {self.grace} s without heartbeat",
+                    flush=True,
+                )
+                self.waited = True
+            return "wait"
+        if self.space.sampler == "grid" and not counts["WAITING"]:
+            return "done"  # every point has run; a rerun queues the failed ones again
+        return "run"
+
+    def _stop_asking(self) -> None:
+        """Lets go of the lock that `_work` took, if this thread still holds it."""
+        if threading.get_ident() in self.holding:
+            self.holding.discard(threading.get_ident())
+            self.asking.release()
 
     def _interrupt(self, signum, frame) -> None:
         """Ctrl-C or SIGTERM: the trials' processes are stopped and their trials end as failed (the
@@ -353,8 +447,9 @@ class Sweep:
         raise KeyboardInterrupt
 
     def objective(self, trial, env: dict) -> float:
+        self._stop_asking()  # the trial exists: the next worker may count it
 
-        unqueued = self.space.sampler == "grid" and "fixed_params" not in trial.system_attrs
+        unqueued = self.space.sampler == "grid" and not _queued(trial)
         if self._surplus(trial) or unqueued:
             trial.study.stop()
             trial.set_user_attr("surplus", True)
@@ -388,17 +483,22 @@ class Sweep:
         ]  # fmt: skip
         test = ["--test_after_fit=false"] if self.space.test == "best" else []
         command = [
-            sys.executable, "-m", "lit_mnist", "fit", *self.fit_args, *self.space.flags, *to_flags(params),
+            sys.executable, "-m", "lit_mnist", "fit",
+            *trial_flags(self.space, self.fit_args), *to_flags(params),
             f"--trainer.logger.init_args.save_dir={self.folder.parent}",
             f"--trainer.logger.init_args.name={self.folder.name}",
             f"--trainer.logger.init_args.version={run_dir.name}",
             *test, *threads,
-            "--trainer.callbacks+=lit_mnist.callbacks.pruning.OptunaPruning",
-            f"--trainer.callbacks.storage={self.url}", f"--trainer.callbacks.study={self.study.study_name}",
-            f"--trainer.callbacks.trial={storage_id(trial)}",
-            f"--trainer.callbacks.monitor={self.space.metric}",
-            f"--trainer.callbacks.pruner={self.space.pruner}",
         ]  # fmt: skip
+        if self.space.pruner != "none":  # the metric to the pruner each epoch
+            command += [
+                "--trainer.callbacks+=lit_mnist.callbacks.pruning.OptunaPruning",
+                f"--trainer.callbacks.storage={self.url}",
+                f"--trainer.callbacks.study={self.study.study_name}",
+                f"--trainer.callbacks.trial={storage_id(trial)}",
+                f"--trainer.callbacks.monitor={self.space.metric}",
+                f"--trainer.callbacks.pruner={self.space.pruner}",
+            ]  # fmt: skip
         gpu = env.get("CUDA_VISIBLE_DEVICES")
         device = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu != os.environ.get("CUDA_VISIBLE_DEVICES") else ""
         with (run_dir / "output.log").open("w") as log:
@@ -429,6 +529,12 @@ class Sweep:
             best = "no best yet"
         with self.lock:
             self.progress.done(f"trial {trial.number} {outcome}, {best}")
+
+
+def _queued(trial) -> bool:
+    """Whether the trial was queued with its params (a grid's point) rather than drawn."""
+    (frozen,) = [t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number]
+    return "fixed_params" in frozen.system_attrs
 
 
 def storage_id(trial) -> int:
