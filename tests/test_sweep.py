@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from conftest import ROOT, SMALL, run_cli
-from lit_mnist.callbacks.pruning import OptunaPruning, pruned_at
+from lit_mnist.callbacks.pruning import OptunaPruning, make_pruner, pruned_at
 from lit_mnist.cli import MNISTCLI
 from lit_mnist.data import MNISTDataModule
 from lit_mnist.loggers import CSVLogger
@@ -138,6 +138,17 @@ def test_pruning_stops_the_run_and_keeps_its_curves(fake_mnist, tmp_path):
     assert pruned_at(run_dir)["epoch"] == 1
     assert study.trials[-1].intermediate_values.keys() == {0, 1}
     assert (run_dir / "metrics.csv").is_file()
+
+    # the same weak trial with a budget of two epochs: judged at its last validation, it is not
+    # stopped, as that would save nothing and lose its result
+    last = study.ask()
+    pruning = OptunaPruning(storage, "s", last._trial_id, monitor="val/acc", pruner="median")
+    trainer = L.Trainer(max_epochs=2, logger=CSVLogger(str(tmp_path), name="last"), callbacks=[pruning],
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, data)
+    assert trainer.current_epoch == 2 and pruned_at(tmp_path / "last" / "version_0") is None
+    assert study.trials[-1].intermediate_values.keys() == {0, 1}
+    assert make_pruner("median").prune(study, study.trials[-1])  # the pruner did say so
 
 
 def test_an_object_choice_reaches_the_fit_config_whole():

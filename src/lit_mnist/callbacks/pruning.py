@@ -25,9 +25,10 @@ def make_pruner(name: str):
 
 class OptunaPruning(L.Callback):
     """Reports `monitor` after each validation to trial `trial` of an Optuna study, and stops the
-    run when the study's pruner prunes it. The run then ends as any other (checkpoints, curves and
-    metrics.json are kept, no test follows) and `pruned.json` in its folder says at which epoch:
-    `lit-mnist sweep` records the trial as pruned from it. Pruning inside `fit` by raising, as
+    run when the study's pruner prunes it, except at the run's last validation. The run then ends
+    as any other (checkpoints, curves and metrics.json are kept, no test follows) and
+    `pruned.json` in its folder says at which epoch: `lit-mnist sweep` records the trial as
+    pruned from it. Pruning inside `fit` by raising, as
     Optuna's own Lightning callback does, would skip what Lightning runs after fit.
 
     Args:
@@ -67,12 +68,20 @@ class OptunaPruning(L.Callback):
             return
         epoch = trainer.current_epoch
         self._trial.report(float(value), step=epoch)
-        if self._trial.should_prune():
+        if not _last_validation(trainer) and self._trial.should_prune():
             trainer.should_stop = True
             if self._folder is not None:
                 self._folder.mkdir(parents=True, exist_ok=True)
                 record = {"epoch": epoch, self.monitor: float(value)}
                 (self._folder / PRUNED_FILE).write_text(json.dumps(record))
+
+
+def _last_validation(trainer: L.Trainer) -> bool:
+    """Whether the run's budget ends with this validation: a trial that ran it all is complete,
+    whatever the pruner says (stopping it would save nothing, and would lose its result)."""
+    by_epochs = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
+    by_steps = 0 < trainer.max_steps <= trainer.global_step
+    return by_epochs or by_steps
 
 
 def pruned_at(run_dir: Path) -> dict | None:
