@@ -322,8 +322,23 @@ def frozen(number, params):
                 "trial 1: model.net.init_args.dropout=0.3, data.dropout=0.4",
             ],
         ),
+        (
+            [
+                {"model.optimizer.init_args.weight_decay": 1e-4, LR: 0.001234, OPTIMIZER: "adam", SEED: 0},
+                {"model.optimizer.init_args.weight_decay": 5e-4, LR: 0.005678, OPTIMIZER: "sgd", SEED: 1},
+            ],
+            ["trial 0", "trial 1"],
+        ),
     ],
-    ids=["a float", "several varied", "none varied", "a choice", "one of two alike names", "two alike names"],
+    ids=[
+        "a float",
+        "several varied",
+        "none varied",
+        "a choice",
+        "one of two alike names",
+        "two alike names",
+        "too long: the trial alone",
+    ],
 )
 def test_a_curve_is_labelled_by_its_trial_and_the_params_that_differ(params, labels):
     assert curve_labels([frozen(number, p) for number, p in enumerate(params)]) == labels

@@ -20,6 +20,8 @@ MEANINGLESS = "importances will be equal"
 SEED = "seed_everything"
 # the validation accuracy the curves are measured against (a dashed line, the zoomed panel's top 1%)
 TARGET = 0.985
+# a legend label longer than this names the trial alone
+MAX_LABEL = 60
 
 
 def write_report(study: optuna.Study, folder: Path, space: Space) -> list[Path]:
@@ -248,7 +250,8 @@ def _val_curve(trial: FrozenTrial) -> list[float] | None:
 
 def curve_labels(trials: Sequence[FrozenTrial]) -> list[str]:
     """`trial <n>: key=value, ...` per trial, naming the params whose values differ between the
-    trials by their last part (`lr` for model.optimizer.init_args.lr) when that is unambiguous."""
+    trials by their last part (`lr` for model.optimizer.init_args.lr) when that is unambiguous;
+    `trial <n>` alone for all when a label would be longer than MAX_LABEL characters."""
     keys = list(dict.fromkeys(key for trial in trials for key in trial.params))
     varied = [key for key in keys if len({_label_value(t.params.get(key)) for t in trials}) > 1]
     short = {key: _short_key(key) for key in varied}
@@ -257,6 +260,8 @@ def curve_labels(trials: Sequence[FrozenTrial]) -> list[str]:
     for trial in trials:
         values = [f"{names[key]}={_label_value(trial.params[key])}" for key in varied if key in trial.params]
         labels.append(f"trial {trial.number}" + (": " + ", ".join(values) if values else ""))
+    if max(map(len, labels), default=0) > MAX_LABEL:  # a search over many keys: trials.md has them
+        return [f"trial {trial.number}" for trial in trials]
     return labels
 
 
@@ -292,11 +297,13 @@ def plot_curves(
             zoom.set_title(f"{title} above {100 * target - 1:.1f}%")
             zoom.set_ylim(100 * target - 1, 100)
             zoom.axhline(100 * target, color="gray", linestyle="--", linewidth=1)
+            longest = max(map(len, curves.values()), default=1)
             for ax in (full, zoom):
+                ax.set_xlim(0.5, longest + 0.5)
                 ax.set_xlabel("epoch")
                 ax.set_ylabel("accuracy (%)")
                 ax.grid(alpha=0.3)
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             fig.tight_layout()
             handles, labels = full.get_legend_handles_labels()
             fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=4, fontsize=8)
