@@ -318,8 +318,16 @@ def test_a_trial_gets_the_configs_then_the_space_flags_then_the_command_flags():
     from lit_mnist.tools.sweep.run import trial_flags
 
     space = Space({"x": {"choice": [1]}}, flags=("--trainer.max_epochs=3",))
-    fit_args = ["--config", "a.yaml", "--trainer.max_epochs=1", "--config=b.yaml", "--data.batch_size=8"]
+    fit_args = [
+        "--config",
+        "a.yaml",
+        "--trainer.max_epochs=1",
+        "--config=b.yaml",
+        "-c",
+        "c.yaml",
+        "--data.batch_size=8",
+    ]
     assert trial_flags(space, fit_args) == [
-        "--config", "a.yaml", "--config=b.yaml", "--trainer.max_epochs=3",
+        "--config", "a.yaml", "--config=b.yaml", "-c", "c.yaml", "--trainer.max_epochs=3",
         "--trainer.max_epochs=1", "--data.batch_size=8",
     ]  # fmt: skip

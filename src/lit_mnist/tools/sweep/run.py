@@ -209,9 +209,9 @@ def trial_flags(space: Space, fit_args: list[str]) -> list[str]:
     configs, others = [], []
     words = iter(fit_args)
     for word in words:
-        if word == "--config":
+        if word in ("--config", "-c"):
             configs += [word, next(words, "")]
-        elif word.startswith("--config="):
+        elif word.startswith(("--config=", "-c=")):
             configs.append(word)
         else:
             others.append(word)
