@@ -89,3 +89,59 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
+
+
+# the recurrent layers RNN builds, by its `cell` argument
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RNN(nn.Module):
+    """A recurrent classifier that reads an image row by row: each of the `height` rows (its
+    `channels * width` pixels) is one time step, and the last layer's final hidden state (both
+    directions' when bidirectional) goes to one linear layer with one output per class.
+
+    Args:
+        data: the images it reads.
+        cell: rnn (tanh), lstm or gru.
+        hidden: hidden size of each layer (and direction).
+        layers: stacked recurrent layers.
+        bidirectional: read the rows top-down and bottom-up.
+        dropout: dropout between stacked layers and before the classifier.
+    """
+
+    def __init__(
+        self,
+        data: DataSpec,
+        cell: str = "rnn",
+        hidden: int = 128,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ParameterError(self, "cell", f"must be one of {', '.join(CELLS)}, got {cell!r}")
+        for name, value in (("hidden", hidden), ("layers", layers)):
+            if value < 1:
+                raise ParameterError(self, name, f"must be at least 1, got {value}")
+        if not 0 <= dropout < 1:
+            raise ParameterError(self, "dropout", f"must be in [0, 1), got {dropout}")
+        self.directions = 2 if bidirectional else 1
+        self.features = CELLS[cell](
+            input_size=data.channels * data.width,
+            hidden_size=hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(hidden * self.directions, data.num_classes)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = x.permute(0, 2, 1, 3).flatten(2)  # (N, C, H, W) -> (N, H, C * W): a row per step
+        _, state = self.features(rows)
+        final = state[0] if isinstance(state, tuple) else state  # an LSTM's (h, c)
+        last_layer = final[-self.directions :]  # (directions, N, hidden)
+        return self.classifier(last_layer.transpose(0, 1).flatten(1))

@@ -1,0 +1,76 @@
+"""The recurrent classifier: it reads an image row by row, splits into the two parameter groups,
+and learns the synthetic digits."""
+
+import pytest
+import torch
+
+from conftest import quiet_trainer
+from lit_mnist.data import SPEC, MNISTDataModule
+from lit_mnist.errors import ParameterError
+from lit_mnist.model import MNISTClassifier
+from lit_mnist.nets import RNN
+from lit_mnist.optim import GroupSettings, param_groups
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_each_cell_gives_one_output_per_class(cell, bidirectional):
+    net = RNN(SPEC, cell=cell, hidden=16, layers=2, bidirectional=bidirectional, dropout=0.1)
+    assert isinstance(net.features, {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell])
+    assert net.features.input_size == SPEC.width and net.features.num_layers == 2
+    assert net.classifier[-1].in_features == 16 * (2 if bidirectional else 1)
+    images = torch.randn(5, 1, 28, 28)
+    assert net(images).shape == (5, SPEC.num_classes)
+    net.eval()  # channels_last memory is read as the same rows
+    assert torch.allclose(net(images), net(images.contiguous(memory_format=torch.channels_last)))
+
+
+def test_it_reads_rows_in_order_top_to_bottom():
+    torch.manual_seed(0)
+    net = RNN(SPEC, cell="gru", hidden=8).eval()
+    images = torch.randn(2, 1, 28, 28)
+    rows_reversed = images.flip(2)
+    columns_reversed = images.flip(3)
+    assert not torch.allclose(net(images), net(rows_reversed))
+    assert not torch.allclose(net(images), net(columns_reversed))
+    # the rows of a one-channel image are the steps; the last step's state is classified
+    by_hand = net.features(images.squeeze(1))[1][-1]
+    assert torch.allclose(net(images), net.classifier(by_hand))
+
+
+def test_the_recurrent_layers_are_the_features_and_the_linear_layer_the_classifier():
+    net = RNN(SPEC, cell="lstm", hidden=16)
+    groups = {g["name"]: g for g in param_groups(net, GroupSettings(), GroupSettings(lr_mult=0.5))}
+    recurrent = {id(p) for p in net.features.parameters()}
+    assert {id(p) for g in ("features", "features_no_decay") for p in groups[g]["params"]} == recurrent
+    assert [p.shape for p in groups["classifier"]["params"]] == [(10, 16)]
+    assert groups["classifier"]["lr_mult"] == 0.5 and groups["features"]["lr_mult"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"cell": "transformer"}, "cell must be one of rnn, lstm, gru, got 'transformer'"),
+        ({"hidden": 0}, "hidden must be at least 1, got 0"),
+        ({"layers": 0}, "layers must be at least 1, got 0"),
+        ({"dropout": 1.0}, "dropout must be in [0, 1), got 1.0"),
+    ],
+)
+def test_impossible_settings_are_rejected(settings, message):
+    with pytest.raises(
+        ParameterError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
+        RNN(SPEC, **settings)
+
+
+def test_the_rnn_learns_the_synthetic_digits(fake_mnist):
+    torch.manual_seed(0)
+    data = MNISTDataModule(data_dir=str(fake_mnist), val_size=50, batch_size=25, eval_batch_size=50)
+    model = MNISTClassifier(
+        data.spec,
+        net=lambda spec: RNN(spec, cell="gru", hidden=32),
+        optimizer=lambda params: torch.optim.Adam(params, lr=0.01),
+    )
+    trainer = quiet_trainer(max_epochs=6)
+    trainer.fit(model, data)
+    assert trainer.callback_metrics["val/acc"] > 0.5  # chance is 0.1
