@@ -9,8 +9,8 @@ CONFIG ?= configs/default.yaml
 ARGS ?=
 # SEEDS="0 1 2": one run per seed, then mean +- std
 SEEDS ?=
-# make experiments: the overlays to run
-EXPERIMENTS ?= $(basename $(notdir $(wildcard configs/experiments/*.yaml)))
+# make experiments: the overlays of the seed recipe on MNIST (folder.yaml and fashion_mnist.yaml read other data)
+EXPERIMENTS ?= $(filter-out folder fashion_mnist,$(basename $(notdir $(wildcard configs/experiments/*.yaml))))
 PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed

@@ -30,8 +30,9 @@ def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels.to(torch.uint8)
 
 
-def make_dataset(root: Path, n_train: int = 300, n_test: int = 100) -> Path:
-    folder = raw_folder(root)
+def make_dataset(root: Path, n_train: int = 300, n_test: int = 100, dataset: str = "MNIST") -> Path:
+    """IDX files in <root>/<dataset>/raw/, as torchvision's download leaves them."""
+    folder = raw_folder(root, dataset)
     folder.mkdir(parents=True, exist_ok=True)
     for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
         images, labels = synthetic_digits(n, seed)
@@ -43,8 +44,10 @@ def make_dataset(root: Path, n_train: int = 300, n_test: int = 100) -> Path:
 
 @pytest.fixture(scope="session")
 def fake_mnist(tmp_path_factory) -> Path:
-    """A data root with 300 training and 100 test images in MNIST's IDX layout."""
-    return make_dataset(tmp_path_factory.mktemp("fake_mnist"))
+    """A data root with 300 training and 100 test images in MNIST's IDX layout, the same as
+    FashionMNIST for the configs that read it."""
+    root = make_dataset(tmp_path_factory.mktemp("fake_mnist"))
+    return make_dataset(root, dataset="FashionMNIST")
 
 
 @pytest.fixture(scope="session")

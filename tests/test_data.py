@@ -12,6 +12,8 @@ from lit_mnist.data import (
     LoaderSettings,
     MNISTDataModule,
     load_split,
+    pixel_statistics,
+    preset_spec,
     random_affine,
     read_idx,
 )
@@ -112,7 +114,7 @@ def test_settings_survive_a_weights_only_load(tmp_path):
 
 
 def test_collate_gathers_uint8_batch_in_sampled_order():
-    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1).expand(10, 28, 28).contiguous()
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 28, 28).contiguous()
     labels = torch.arange(10)
     batch_images, batch_labels = GatherBatch(images, labels)([7, 2, 9])
     assert batch_images.shape == (3, 1, 28, 28) and batch_images.dtype == torch.uint8
@@ -129,10 +131,10 @@ def test_loader_batches_are_uint8_and_match_the_split(fake_mnist):
     # every sampled image is the training image with the same label, and none is a validation image
     train_set = set(dm.train_idx.tolist())
     for image, label in zip(images, labels, strict=True):
-        matches = (all_images == image[0]).flatten(1).all(1).nonzero().flatten().tolist()
+        matches = (all_images == image).flatten(1).all(1).nonzero().flatten().tolist()
         assert any(i in train_set and all_labels[i] == label for i in matches)
     val_images, _ = next(iter(dm.val_dataloader()))
-    assert torch.equal(val_images[:, 0], all_images[dm.val_idx[: len(val_images)]])
+    assert torch.equal(val_images, all_images[dm.val_idx[: len(val_images)]])
 
 
 def test_test_loader_serves_the_official_test_images(fake_mnist):
@@ -163,7 +165,8 @@ def test_shuffle_seed_fixes_the_training_order(fake_mnist):
 
 
 def test_normalisation_happens_after_transfer():
-    dm = MNISTDataModule()
+    with preset_spec(SPEC):
+        dm = MNISTDataModule()
     images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)
     labels = torch.tensor([1, 2])
     out_images, out_labels = dm.on_after_batch_transfer((images, labels), 0)
@@ -230,15 +233,62 @@ def test_augmentation_changes_training_batches_only(fake_mnist):
     dm = prepared(fake_mnist, augment=AugmentSettings(degrees=15, shift=0.1, scale=0.1))
     batch = next(iter(dm.train_dataloader()))
     dm.trainer = SimpleNamespace(training=False)
-    torch.testing.assert_close(dm.on_after_batch_transfer(batch, 0)[0], SPEC.normalize(batch[0]))
+    spec = dm.spec
+    torch.testing.assert_close(dm.on_after_batch_transfer(batch, 0)[0], spec.normalize(batch[0]))
     dm.trainer = SimpleNamespace(training=True)
     augmented, labels = dm.on_after_batch_transfer(batch, 0)
     assert augmented.shape == batch[0].shape and augmented.dtype == torch.float32
-    assert not torch.allclose(augmented, SPEC.normalize(batch[0]))
-    assert augmented.min() >= -MEAN / STD - 1e-4 and augmented.max() <= (1 - MEAN) / STD + 1e-4
+    assert not torch.allclose(augmented, spec.normalize(batch[0]))
+    (mean,), (std,) = spec.mean, spec.std
+    assert augmented.min() >= -mean / std - 1e-4 and augmented.max() <= (1 - mean) / std + 1e-4
     assert torch.equal(labels, batch[1])
 
 
 def test_negative_augmentation_is_rejected():
     with pytest.raises(ParameterError, match=r"augment\.degrees must be 0 or more"):
         MNISTDataModule(augment=AugmentSettings(degrees=-5))
+
+
+def test_spec_statistics_come_from_the_training_split(fake_mnist):
+    dm = prepared(fake_mnist)
+    spec = dm.spec
+    assert spec.shape == (1, 28, 28) and spec.num_classes == 10 and spec.class_names[3] == "3"
+    train = dm.images[dm.train_idx].double() / 255
+    assert spec.mean[0] == pytest.approx(train.mean().item(), abs=1e-4)
+    assert spec.std[0] == pytest.approx(train.std().item(), abs=1e-3)
+    # the validation and test images are left out: the statistics of all images differ
+    assert pixel_statistics(dm.images) != (spec.mean, spec.std)
+    assert (spec.mean[0], spec.std[0]) != (MEAN, STD)
+
+
+def test_pixel_statistics_are_per_channel():
+    images = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    images[:, 1] = 255
+    images[:2, 2] = 255
+    assert pixel_statistics(images) == ((0.0, 1.0, 0.5), (0.001, 0.001, 0.5))
+
+
+@pytest.mark.parametrize("dataset", ["FashionMNIST", "KMNIST"])
+def test_the_mnist_family_reads_its_own_folder_and_names_its_classes(tmp_path, dataset):
+    # generated files in the dataset's layout: the real ones cannot be downloaded here
+    make_dataset(tmp_path, n_train=120, n_test=40, dataset=dataset)
+    dm = MNISTDataModule(data_dir=str(tmp_path), dataset=dataset, val_size=20, download=False)
+    dm.setup("fit")
+    assert (len(dm.train_idx), len(dm.val_idx), len(dm.test_idx)) == (100, 20, 40)
+    names = dm.spec.class_names
+    assert len(names) == 10 and names[0] == {"FashionMNIST": "T-shirt/top", "KMNIST": "o"}[dataset]
+    with pytest.raises(ParameterError, match=rf"MNIST files missing in {tmp_path}/MNIST/raw"):
+        _ = MNISTDataModule(data_dir=str(tmp_path), download=False).spec
+
+
+def test_an_unknown_dataset_is_named():
+    with pytest.raises(
+        ParameterError, match=r"dataset must be one of MNIST, FashionMNIST, KMNIST, got 'EMNIST'"
+    ):
+        MNISTDataModule(dataset="EMNIST")
+
+
+def test_a_preset_spec_reads_no_data(tmp_path):
+    with preset_spec(SPEC):
+        dm = MNISTDataModule(data_dir=str(tmp_path / "absent"), download=False)
+    assert dm.spec == SPEC and not len(dm.images)

@@ -132,8 +132,9 @@ def test_checkpoint_of_another_model(checkpoint, fake_mnist, tmp_path):
     saved["state_dict"] = {"encoder.weight": torch.zeros(3, 3)}
     torch.save(saved, other)
     result = run_cli(
-        "test", *QUICK, f"--data.data_dir={fake_mnist}", f"--ckpt_path={other}", cwd=tmp_path, check=False
-    )
+        "test", *QUICK, f"--data.data_dir={fake_mnist}", "--data.val_size=50", f"--ckpt_path={other}",
+        cwd=tmp_path, check=False,
+    )  # fmt: skip
     assert_one_line_error(result, "holds a different model", "missing net.", "unexpected encoder.weight")
 
 

@@ -222,7 +222,7 @@ def test_load_split_pairs_images_with_labels_or_names_the_bad_file(split, arrays
 def datasets_and_indices(draw, valid: bool = True):
     n = draw(st.integers(1, 16))
     generator = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
-    images = torch.randint(0, 256, (n, 28, 28), generator=generator, dtype=torch.uint8)
+    images = torch.randint(0, 256, (n, 1, 28, 28), generator=generator, dtype=torch.uint8)
     labels = torch.randint(0, 10, (n,), generator=generator, dtype=torch.int64)
     # negative indices count from the end, as in Python: RandomSampler never makes them, but
     # nothing in GatherBatch rejects them either
@@ -242,7 +242,7 @@ def test_gather_batch_is_the_indexed_images_and_labels(case):
     assert batch_images.dtype == torch.uint8 and batch_images.shape == (len(indices), 1, 28, 28)
     assert batch_labels.dtype == torch.int64 and batch_labels.shape == (len(indices),)
     for row, i in enumerate(indices):
-        assert torch.equal(batch_images[row, 0], images[i]) and batch_labels[row] == labels[i]
+        assert torch.equal(batch_images[row], images[i]) and batch_labels[row] == labels[i]
     # the batch is a copy: in-place work on it downstream must not change the dataset
     before = images.clone()
     batch_images.fill_(7)
@@ -257,7 +257,7 @@ def test_index_batch_then_gather_equals_gather_batch(case):
     assert index.dtype == torch.int64 and index.shape == (len(indices),)
     assert index.tolist() == indices
     batch_images, batch_labels = GatherBatch(images, labels)(indices)
-    assert torch.equal(images[index].unsqueeze(1), batch_images)
+    assert torch.equal(images[index], batch_images)
     assert torch.equal(labels[index], batch_labels)
 
 

@@ -129,7 +129,7 @@ def test_predict_writes_the_csv_into_the_run_folder(trained, tmp_path):
     assert [Path(r["file"]).name for r in rows] == ["digit0.png", "digit1.png", "digit7.png"]
     for row in rows:
         assert 0 <= int(row["prediction"]) <= 9 and 0 < float(row["confidence"]) <= 1
-        top3 = row["top3"].split()
+        top3 = row["top3"].split("; ")
         assert len(top3) == 3 and top3[0].startswith(row["prediction"] + ":")
     assert f"written to {run / 'predictions.csv'}" in result.stdout
     assert "inverted (dark on light)" in result.stdout

@@ -16,7 +16,7 @@ from lit_mnist.callbacks import LastCheckpoint, StopOnNonFiniteLoss, ValidationF
 from lit_mnist.callbacks.divergence import Diverged
 from lit_mnist.callbacks.predictions import PredictionWriter
 from lit_mnist.callbacks.summary import RunSummary
-from lit_mnist.data import DataError, MNISTDataModule
+from lit_mnist.data import DataError, ImageDataModule, preset_spec
 from lit_mnist.errors import ParameterError, UserError, config_key
 from lit_mnist.loggers import allow_mlflow_file_store, experiment_dir, resume_into, run_folder
 from lit_mnist.model import MNISTClassifier
@@ -45,6 +45,8 @@ DEFAULTS = {
         "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
     },
     "trainer.max_epochs": 10,
+    # --data=lit_mnist.data.ImageFolderDataModule (or any ImageDataModule) swaps it
+    "data": {"class_path": "lit_mnist.data.MNISTDataModule"},
 }
 # The template's own flags: name -> (type, default, help).
 OPTIONS = {
@@ -100,7 +102,8 @@ class MNISTCLI(LightningCLI):
         try:
             super().__init__(
                 MNISTClassifier,
-                MNISTDataModule,
+                ImageDataModule,
+                subclass_mode_data=True,
                 args=args,
                 auto_configure_optimizers=False,
                 save_config_callback=SaveFitConfig,
@@ -140,6 +143,18 @@ class MNISTCLI(LightningCLI):
                 resuming = self.config.get("subcommand") == "fit"
                 purge_step = self.checkpoint.get("global_step") if resuming else None
                 resume_into(config.trainer.logger, run_dir, purge_step)
+
+    def instantiate_classes(self) -> None:
+        # Evaluating a checkpoint: its net reads the images as its own spec says (shape, classes,
+        # the training split's mean and std), whatever the data at hand would give.
+        spec = self.checkpoint and self.checkpoint.get("hyper_parameters", {}).get("data")
+        given = spec if self.config.get("subcommand") in ("validate", "test", "predict") else None
+        with preset_spec(given):
+            try:
+                super().instantiate_classes()
+            except ValueError as err:
+                # the datamodule is a subclass choice: jsonargparse wraps what its __init__ raised
+                raise _parameter_error(err) or err from None
 
     def before_instantiate_classes(self) -> None:
         config = self._active_config()
@@ -228,6 +243,13 @@ def _cpu_has_native_bf16() -> bool:
     and then the answer is no (fp32)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def _parameter_error(err: BaseException | None) -> ParameterError | None:
+    """The ParameterError behind an error, following its causes."""
+    while err is not None and not isinstance(err, ParameterError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,12 @@
 """What the net gets wrong, drawn each validation epoch: confusion matrix and worst digits."""
 
+from collections.abc import Sequence
+
 import lightning as L
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from lit_mnist.data.spec import DataSpec
 from lit_mnist.errors import ParameterError
 from lit_mnist.loggers import log_figure
 
@@ -63,17 +66,22 @@ class ValidationFigures(L.Callback):
         self.confusion = self._counter.compute()  # a collective: every process sums its counts in
         if not trainer.is_global_zero or trainer.logger is None:
             return
-        log_figure(trainer, "val/confusion_matrix", confusion_figure(self.confusion.cpu()))
+        spec = getattr(pl_module, "data", None)
+        names = spec.class_names if spec is not None else ()
+        log_figure(trainer, "val/confusion_matrix", confusion_figure(self.confusion.cpu(), class_names=names))
         if self._worst is not None:
-            log_figure(trainer, "val/worst_misclassified", worst_figure(*self._worst))
+            log_figure(trainer, "val/worst_misclassified", worst_figure(*self._worst, spec=spec))
 
 
-def confusion_figure(confusion: torch.Tensor, title: str = "Validation confusion matrix"):
-    """A matplotlib figure of a (true, predicted) count matrix, counts written in, accuracy in the title."""
+def confusion_figure(
+    confusion: torch.Tensor, title: str = "Validation confusion matrix", class_names: Sequence[str] = ()
+):
+    """A matplotlib figure of a (true, predicted) count matrix, counts written in, accuracy in the
+    title, the axes labelled with the class names when given."""
     from matplotlib.figure import Figure  # no pyplot: leaves the backend (a notebook's) alone
 
     classes = confusion.shape[0]
-    fig = Figure(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5) if not class_names else (7, 6.5))
     ax = fig.subplots()
     shade = confusion.float().log1p()
     ax.imshow(shade, cmap="Blues")
@@ -85,6 +93,9 @@ def confusion_figure(confusion: torch.Tensor, title: str = "Validation confusion
                 ax.text(predicted, true, count, ha="center", va="center", fontsize=7,
                         color="white" if dark else "black")  # fmt: skip
     ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes))
+    if class_names:
+        ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticklabels(class_names, fontsize=7)
     accuracy = confusion.diag().sum() / confusion.sum().clamp(min=1)
     ax.set_title(f"{title} (accuracy {100 * float(accuracy):.2f}%)")
     fig.tight_layout()
@@ -92,9 +103,15 @@ def confusion_figure(confusion: torch.Tensor, title: str = "Validation confusion
 
 
 def worst_figure(
-    losses, images, labels, predictions, title="Worst misclassified validation digits (highest loss first)"
+    losses,
+    images,
+    labels,
+    predictions,
+    title="Worst misclassified validation images (highest loss first)",
+    spec: DataSpec | None = None,
 ):
-    """A grid of digits titled with their true and predicted labels."""
+    """A grid of images titled with their true and predicted labels (class names with a `spec`,
+    which also turns normalised colour images back into pixels)."""
     from matplotlib.figure import Figure
 
     columns = 8
@@ -106,8 +123,13 @@ def worst_figure(
     # the grid may have more cells than digits
     shown = zip(axes.flat, images.cpu(), labels.tolist(), predictions.tolist(), strict=False)
     for ax, image, label, prediction in shown:
-        ax.imshow(image.squeeze(0), cmap="gray")
-        ax.set_title(f"true {label}, got {prediction}", fontsize=7)
+        if image.shape[0] == 3 and spec is not None:
+            pixels = image * torch.tensor(spec.std).view(3, 1, 1) + torch.tensor(spec.mean).view(3, 1, 1)
+            ax.imshow(pixels.clamp(0, 1).permute(1, 2, 0))
+        else:
+            ax.imshow(image[0], cmap="gray")
+        name = spec.class_name if spec is not None else str
+        ax.set_title(f"true {name(label)}, got {name(prediction)}", fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -32,19 +32,22 @@ class PredictionWriter(BasePredictionWriter):
         if not trainer.is_global_zero or not predictions:
             return
         data = trainer.datamodule
+        name = pl_module.data.class_name  # the class names of the checkpoint's data
         files = getattr(data, "predict_files", None)
         if not files:
             counts = torch.bincount(
-                torch.cat([b["prediction"] for b in predictions]), minlength=_classes(pl_module)
+                torch.cat([b["prediction"] for b in predictions]), minlength=pl_module.data.num_classes
             )
-            print(f"Predicted {int(counts.sum())} images; per class: {counts.tolist()}")
+            per_class = ", ".join(f"{name(c)} {n}" for c, n in enumerate(counts.tolist()))
+            print(f"Predicted {int(counts.sum())} images; per class: {per_class}")
             return
         probabilities = torch.cat([b["probabilities"] for b in predictions]).float()
         top = probabilities.topk(min(3, probabilities.shape[1]), dim=1)
         rows = []
         for file, values, classes in zip(files, top.values, top.indices, strict=True):
-            top3 = " ".join(f"{c}:{v:.3f}" for c, v in zip(classes.tolist(), values.tolist(), strict=True))
-            rows.append((str(file), int(classes[0]), f"{float(values[0]):.4f}", top3))
+            pairs = zip(classes.tolist(), values.tolist(), strict=True)
+            top3 = "; ".join(f"{name(c)}:{v:.3f}" for c, v in pairs)  # names may hold spaces
+            rows.append((str(file), name(int(classes[0])), f"{float(values[0]):.4f}", top3))
         output = self._output_path(trainer)
         output.parent.mkdir(parents=True, exist_ok=True)
         with output.open("w", newline="") as handle:
@@ -65,7 +68,3 @@ class PredictionWriter(BasePredictionWriter):
             return Path(self.output)
         run_dir = run_dir_of(Path(trainer.ckpt_path)) if trainer.ckpt_path else None
         return (run_dir or Path(".")) / "predictions.csv"
-
-
-def _classes(pl_module) -> int:
-    return pl_module.data.num_classes if hasattr(pl_module, "data") else 0

@@ -42,14 +42,14 @@ class LoaderSettings:
 
 class GatherBatch:
     """collate_fn: the sampled indices become one batch through a single gather, uint8 images
-    (B, 1, 28, 28) and int64 labels (B,); conversion to float happens on the device."""
+    (B, C, H, W) and int64 labels (B,); conversion to float happens on the device."""
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         self.images, self.labels = images, labels
 
     def __call__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        return self.images[index].unsqueeze(1), self.labels[index]
+        return self.images[index], self.labels[index]
 
 
 def index_batch(indices: list[int]) -> Tensor:
