@@ -25,6 +25,8 @@ TOOLS = {
     "results": "every run's metrics.json under a folder as Markdown tables",
     "plots": "a run's loss, accuracy and learning-rate curves as PNG files, and its diagnosis",
     "export": "a checkpoint as ONNX and TorchScript, checked against PyTorch on the test set",
+    "drawn": "digits rendered from fonts and pens of every width, and a checkpoint's accuracy on them",
+    "folders": "an IDX dataset (MNIST, ...) written out as PNG class folders for ImageFolderDataModule",
     "notebooks": "run the notebooks headless and keep copies with their outputs",
     "bench": "training speed of the template against plain PyTorch",
     "sweep": "an Optuna study over a search space (configs/sweeps/): trials in parallel, pruned, resumable",
