@@ -74,3 +74,41 @@ def test_the_rnn_learns_the_synthetic_digits(fake_mnist):
     trainer = quiet_trainer(max_epochs=6)
     trainer.fit(model, data)
     assert trainer.callback_metrics["val/acc"] > 0.5  # chance is 0.1
+
+
+def test_an_lstm_run_with_ema_in_bf16_resumes_predicts_and_exports(fake_mnist, tmp_path):
+    from PIL import Image
+
+    from conftest import ROOT, SMALL, run_cli
+
+    run = [
+        "--config", str(ROOT / "configs/default.yaml"), f"--data.data_dir={fake_mnist}", *SMALL,
+        "--model.net=lit_mnist.nets.RNN", "--model.net.cell=lstm", "--model.net.hidden=16",
+        "--model.net.bidirectional=true", "--trainer.callbacks+=lit_mnist.callbacks.EMA",
+        "--trainer.precision=bf16-mixed", "--trainer.logger.init_args.name=lstm",
+    ]  # fmt: skip
+    run_cli("fit", *run, "--trainer.max_epochs=1", "--test_after_fit=false", cwd=tmp_path)
+    run_cli("fit", *run, "--trainer.max_epochs=2", "--ckpt_path=last", cwd=tmp_path)
+    run_dir = tmp_path / "logs" / "lstm" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    assert checkpoint["epoch"] == 1 and any("EMA" in key for key in checkpoint["callbacks"])
+    assert any(key.startswith("net.features.weight_hh_l0_reverse") for key in checkpoint["state_dict"])
+
+    digit = tmp_path / "digits" / "seven.png"
+    digit.parent.mkdir()
+    page = Image.new("L", (40, 40), 255)
+    page.paste(0, (8, 6, 32, 10))
+    page.paste(0, (24, 6, 28, 34))
+    page.save(digit)
+    run_cli(
+        "predict", "--config", str(run_dir / "config.yaml"), f"--ckpt_path={last}",
+        f"--data.predict_path={digit.parent}", cwd=tmp_path,
+    )  # fmt: skip
+    rows = (run_dir / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith(str(digit))
+
+    exported = run_cli(
+        "export", str(last), f"--data.data_dir={fake_mnist}", "--output", str(tmp_path / "x"), cwd=tmp_path
+    )
+    assert (tmp_path / "x" / "model.onnx").is_file() or list((tmp_path / "x").glob("*.onnx")), exported.stdout
