@@ -72,9 +72,15 @@ def test_default_split_is_55000_5000():
     assert dm.hparams.val_size == 5000
 
 
-@pytest.mark.parametrize("val_size", [0, 300, 1000])
+def test_val_size_may_be_a_fraction_of_the_training_images(fake_mnist):
+    dm = MNISTDataModule(data_dir=str(fake_mnist), val_size=0.1)
+    dm.setup("fit")
+    assert (len(dm.val_idx), len(dm.train_idx)) == (30, 270)
+
+
+@pytest.mark.parametrize("val_size", [0, 300, 1000, 2.5])
 def test_val_size_outside_training_set_is_rejected(fake_mnist, val_size):
-    with pytest.raises(ParameterError, match="val_size must be between 1 and 299"):
+    with pytest.raises(ParameterError, match="val_size must be a count between 1 and 299"):
         MNISTDataModule(data_dir=str(fake_mnist), val_size=val_size).setup("fit")
 
 

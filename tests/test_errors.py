@@ -36,8 +36,8 @@ def fit(cwd: Path, data: Path, *flags: str):
     "flags, expected",
     [
         (["--data.batch_size=0"], ["--data.batch_size must be at least 1, got 0"]),
-        (["--data.val_size=300"], ["--data.val_size must be between 1 and 299, got 300"]),
-        (["--data.val_size=0"], ["--data.val_size must be between 1 and 299"]),
+        (["--data.val_size=300"], ["--data.val_size must be a count between 1 and 299", "0.1, got 300"]),
+        (["--data.val_size=0"], ["--data.val_size must be a count between 1 and 299"]),
         (["--model.optimizer.lr=-0.1"], ["--model.optimizer cannot be built", "learning rate: -0.1"]),
         (["--model.optimizer.weight_decay=-1"], ["--model.optimizer cannot be built", "weight_decay"]),
         (["--model.features.lr_mult=-1"], ["--model.features.lr_mult must be 0 or more, got -1"]),

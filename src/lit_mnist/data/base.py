@@ -71,7 +71,7 @@ class ImageDataModule(L.LightningDataModule):
 
     Args:
         val_size: images of the training data held out for validation, when the data has no
-            validation split of its own.
+            validation split of its own: a count, or a fraction below 1 (0.1: a tenth).
         split_seed: seed of that split (fixed apart from the run's seed).
         batch_size: training batch size.
         eval_batch_size: batch size for validation, test and prediction.
@@ -87,7 +87,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        val_size: int = 5000,
+        val_size: int | float = 5000,
         split_seed: int = 0,
         batch_size: int = 64,
         eval_batch_size: int = 1000,
@@ -147,10 +147,15 @@ class ImageDataModule(L.LightningDataModule):
             self.train_idx, self.val_idx = torch.arange(n), torch.arange(n, len(labels))
         else:
             images, labels = train_images, train_labels
-            n, val_size = len(labels), self.hparams.val_size
-            if not 0 < val_size < n:
-                raise ParameterError(self, "val_size", f"must be between 1 and {n - 1}, got {val_size}")
-            self.val_idx, self.train_idx = split_off(n, val_size, self.hparams.split_seed)
+            n, given = len(labels), self.hparams.val_size
+            val_size = round(given * n) if 0 < given < 1 else given
+            if not 0 < val_size < n or val_size != int(val_size):
+                raise ParameterError(
+                    self,
+                    "val_size",
+                    f"must be a count between 1 and {n - 1}, or a fraction such as 0.1, got {given}",
+                )
+            self.val_idx, self.train_idx = split_off(n, int(val_size), self.hparams.split_seed)
         test_images, test_labels = splits["test"]
         self.test_idx = torch.arange(len(labels), len(labels) + len(test_labels))
         self.images, self.labels = torch.cat([images, test_images]), torch.cat([labels, test_labels])

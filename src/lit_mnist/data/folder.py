@@ -2,7 +2,7 @@
 beside the images.
 
     root/train/<class>/<image>      required: a folder per class, named as the class
-    root/val/<class>/<image>        optional: else val_size images are held out of train
+    root/val/<class>/<image>        optional: else val_size (a count or a fraction) of train is held out
     root/test/<class>/<image>       optional: else test_size of train is held out, before val
 
 Images are any format Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP), found by suffix in each class
@@ -109,7 +109,7 @@ class ImageFolderDataModule(ImageDataModule):
         channels: int | None = None,
         test_size: float = 0.1,
         on_error: Literal["skip", "refuse"] = "skip",
-        val_size: int = 5000,
+        val_size: int | float = 5000,
         split_seed: int = 0,
         batch_size: int = 64,
         eval_batch_size: int = 1000,

@@ -94,7 +94,7 @@ class MNISTDataModule(ImageDataModule):
         data_dir: str = "data",
         dataset: str = "MNIST",
         download: bool = True,
-        val_size: int = 5000,
+        val_size: int | float = 5000,
         split_seed: int = 0,
         batch_size: int = 64,
         eval_batch_size: int = 1000,
