@@ -209,6 +209,19 @@ def test_score_prints_accuracy_per_family_and_the_confusions(checkpoint, small_s
     assert "not read: " in out and "broken.png" in out
 
 
+def test_score_normalises_as_the_runs_predict_does(fake_mnist, small_set, tmp_path, capsys):
+    run_cli(
+        "fit", "--config", str(ROOT / "configs/default.yaml"),
+        "--config", str(ROOT / "configs/experiments/quick.yaml"), f"--data.data_dir={fake_mnist}", *SMALL,
+        "--test_after_fit=false", "--data.normalise_stroke=false", cwd=tmp_path,
+    )  # fmt: skip
+    last = tmp_path / "logs" / "quick" / "version_0" / "checkpoints" / "last.ckpt"
+    drawn.main(["score", str(small_set), "--ckpt_path", str(last)])
+    assert capsys.readouterr().out.splitlines()[0].endswith("normalisation off")
+    drawn.main(["score", str(small_set), "--ckpt_path", str(last), "--normalise"])
+    assert "restroked" in capsys.readouterr().out.splitlines()[0]
+
+
 def test_score_finds_the_runs_best_checkpoint_from_its_config(checkpoint, small_set, capsys):
     drawn.main(["score", str(small_set), "--config", str(checkpoint.parent.parent / "config.yaml")])
     assert "checkpoints" in capsys.readouterr().out.splitlines()[0]

@@ -2,7 +2,7 @@
 how well a checkpoint reads them.
 
     lit-mnist drawn write DIR [--seed 0]
-    lit-mnist drawn score DIR --config RUN/config.yaml [--ckpt_path CKPT] [--no-normalise]
+    lit-mnist drawn score DIR --config RUN/config.yaml [--ckpt_path CKPT] [--[no-]normalise]
 
 `write` renders the digits 0-9 into DIR/<digit>/<style>.png (so DIR is an image-folder dataset
 too): every font shipped inside matplotlib (DejaVu, STIX, Computer Modern; regular, italic and
@@ -15,12 +15,14 @@ stroke width in pixels once the digit is scaled into MNIST's 20-pixel box, where
 about 2.3). The same seed writes the same bytes.
 
 `score` reads every image of DIR/<digit>/ as `lit-mnist predict` does
-(lit_mnist.data.images.load_digit, its stroke-width normalisation on unless --no-normalise),
+(lit_mnist.data.images.load_digit, with stroke-width normalisation as the run's predict has it,
+or as --normalise / --no-normalise say),
 classifies them with the checkpoint (the run's best unless --ckpt_path names one) and prints
 Markdown tables: the accuracy per style family (font regular, bold, heavy; pen thin, MNIST-like,
 thick; "other" for names `write` did not give) and overall, and the confusions.
 """
 
+import argparse
 import re
 from collections import Counter
 from pathlib import Path
@@ -240,14 +242,18 @@ def read(folder: Path, normalise: bool):
     return files, torch.stack(digits), torch.tensor(labels), restroked, rejected
 
 
-def score(folder: Path, checkpoint: Path, normalise: bool = True) -> dict:
+def score(folder: Path, checkpoint: Path, normalise: bool | None = None) -> dict:
     """How the checkpoint reads the digits under `folder`: per image its family, label and
-    prediction, and which images were restroked or rejected."""
-    from lit_mnist.tools.runs import load_model, predict_logits
+    prediction, and which images were restroked or rejected. `normalise` None: as `predict` with
+    the checkpoint's data settings does (`normalise_stroke`, on unless the run turned it off)."""
+    from lit_mnist.tools.runs import load_model, predict_logits, read_checkpoint
 
     model = load_model(checkpoint)
     if tuple(model.data.shape) != (1, 28, 28):
         raise UserError(f"checkpoint {checkpoint} reads {tuple(model.data.shape)} images, not 28x28 digits")
+    if normalise is None:
+        settings = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
+        normalise = bool(settings.get("normalise_stroke", True))
     files, digits, labels, restroked, rejected = read(folder, normalise)
     predictions = predict_logits(model, digits).argmax(1)
     return {
@@ -309,10 +315,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     scoring.add_argument("--config", type=Path, help="a run's config.yaml: its best checkpoint is scored")
     scoring.add_argument("--ckpt_path", type=Path, help="the checkpoint to score (default: the run's best)")
     scoring.add_argument(
-        "--no-normalise",
-        dest="normalise",
-        action="store_false",
-        help="read the images as drawn, strokes unchanged",
+        "--normalise",
+        action=argparse.BooleanOptionalAction,
+        help="bring odd stroke widths to MNIST's (--no-normalise: read the images as drawn); "
+        "default: as the checkpoint's run predicts (its data.normalise_stroke)",
     )
     args = parser.parse_args(argv)
     if args.job == "write":
