@@ -69,7 +69,7 @@ def test_ddp_metrics_are_synchronised_over_the_whole_split(runs, fake_mnist):
     data = MNISTDataModule(str(fake_mnist), val_size=50)
     data.setup("fit")
     with torch.no_grad():
-        logits = model(data.spec.normalize(data.images[data.val_idx].unsqueeze(1)))
+        logits = model(data.spec.normalize(data.images[data.val_idx]))
     accuracy = (logits.argmax(1) == data.labels[data.val_idx]).float().mean().item()
     logged = read_scalars(run)["val/acc"]
     assert len(logged) == last["epoch"] + 1 == 4

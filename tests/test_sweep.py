@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, SMALL, run_cli
 from lit_mnist.callbacks.pruning import OptunaPruning, make_pruner, pruned_at
 from lit_mnist.cli import MNISTCLI
-from lit_mnist.data import MNISTDataModule
+from lit_mnist.data import SPEC, MNISTDataModule, preset_spec
 from lit_mnist.loggers import CSVLogger
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import ConvNet
@@ -154,9 +154,10 @@ def test_pruning_stops_the_run_and_keeps_its_curves(fake_mnist, tmp_path):
 def test_an_object_choice_reaches_the_fit_config_whole():
     scheduler = {"class_path": "torch.optim.lr_scheduler.ExponentialLR", "init_args": {"gamma": 0.9}}
     flags = to_flags({"model.scheduler": scheduler, "data.batch_size": 25})
-    cli = MNISTCLI(args=["--config", str(ROOT / "configs/default.yaml"), *flags], run=False)
+    with preset_spec(SPEC):  # no data read: only the config is looked at
+        cli = MNISTCLI(args=["--config", str(ROOT / "configs/default.yaml"), *flags], run=False)
     assert cli.config.model.scheduler.class_path == scheduler["class_path"]
-    assert cli.config.model.scheduler.init_args.gamma == 0.9 and cli.config.data.batch_size == 25
+    assert cli.config.model.scheduler.init_args.gamma == 0.9 and cli.config.data.init_args.batch_size == 25
 
 
 @pytest.mark.parametrize("space", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)

@@ -311,7 +311,7 @@ def test_fit_reads_the_best_config_over_the_default_recipe(tmp_path):
     assert optimizer["class_path"] == "torch.optim.SGD"
     assert (optimizer["init_args"]["lr"], optimizer["init_args"]["momentum"]) == (0.0123, 0.9)
     assert (net["dropout"], net["channels"]) == (0.30000000000000004, [16, 32])
-    assert (printed["data"]["batch_size"], printed["seed_everything"]) == (100, 7)
+    assert (printed["data"]["init_args"]["batch_size"], printed["seed_everything"]) == (100, 7)
 
 
 def test_a_trial_gets_the_configs_then_the_space_flags_then_the_command_flags():

@@ -35,8 +35,8 @@ _PRESET_SPEC: ContextVar[DataSpec | None] = ContextVar("preset_spec", default=No
 def preset_spec(spec: DataSpec | None):
     """Datamodules made inside take `spec` as given instead of reading their data to compute it:
     a checkpoint's net was built and normalised for its own spec, and predicting your own images
-    with it needs no dataset on disk."""
-    token = _PRESET_SPEC.set(spec)
+    with it needs no dataset on disk. None leaves an outer preset as it is."""
+    token = _PRESET_SPEC.set(spec or _PRESET_SPEC.get())
     try:
         yield
     finally:

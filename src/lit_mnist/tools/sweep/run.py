@@ -181,6 +181,7 @@ def check_keys(space: Space, fit_args: list[str]) -> None:
     from jsonargparse import ArgumentError
 
     from lit_mnist.cli import MNISTCLI
+    from lit_mnist.data import SPEC, preset_spec
 
     seed_log = logging.getLogger("lightning.fabric.utilities.seed")
     level = seed_log.level
@@ -189,9 +190,11 @@ def check_keys(space: Space, fit_args: list[str]) -> None:
         seed_log.setLevel(logging.WARNING)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            cli = MNISTCLI(
-                args=trial_flags(space, fit_args), run=False, parser_kwargs={"exit_on_error": False}
-            )
+            # any spec: the check builds the classes without reading the data
+            with preset_spec(SPEC):
+                cli = MNISTCLI(
+                    args=trial_flags(space, fit_args), run=False, parser_kwargs={"exit_on_error": False}
+                )
     except ArgumentError as err:
         raise UserError(f"the fit flags do not parse: {str(err).splitlines()[0]}") from None
     finally:

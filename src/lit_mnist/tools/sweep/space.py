@@ -355,6 +355,8 @@ def _checked_part(key: str, keys: list[str]) -> str:
 def _has_key(config: dict, key: str) -> bool:
     node = config
     for part in key.split("."):
+        if isinstance(node, dict) and part not in node and isinstance(node.get("init_args"), dict):
+            node = node["init_args"]  # a chosen class's argument, as --data.batch_size names it
         if not isinstance(node, dict) or part not in node:
             return False
         node = node[part]
