@@ -129,3 +129,16 @@ def quick_run(real_mnist, tmp_path_factory) -> Path:
         f"--data.data_dir={real_mnist}", "--trainer.enable_progress_bar=false", cwd=cwd,
     )  # fmt: skip
     return cwd / "logs" / "quick" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def fake_quick_run(fake_mnist, tmp_path_factory) -> tuple[Path, Path]:
+    """(working folder, run folder) of configs/experiments/quick.yaml on the synthetic digits,
+    untested: a small checkpoint to predict or score with."""
+    cwd = tmp_path_factory.mktemp("fake_quick_run")
+    run_cli(
+        "fit", "--config", str(ROOT / "configs/default.yaml"),
+        "--config", str(ROOT / "configs/experiments/quick.yaml"),
+        f"--data.data_dir={fake_mnist}", *SMALL, "--test_after_fit=false", cwd=cwd,
+    )  # fmt: skip
+    return cwd, cwd / "logs" / "quick" / "version_0"

@@ -166,16 +166,8 @@ def test_write_renders_every_style_of_every_digit_the_same_for_a_seed(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(fake_mnist, tmp_path_factory) -> Path:
-    cwd = tmp_path_factory.mktemp("drawn_checkpoint")
-    configs = [
-        "--config",
-        str(ROOT / "configs/default.yaml"),
-        "--config",
-        str(ROOT / "configs/experiments/quick.yaml"),
-    ]
-    run_cli("fit", *configs, f"--data.data_dir={fake_mnist}", *SMALL, "--test_after_fit=false", cwd=cwd)
-    return cwd / "logs" / "quick" / "version_0" / "checkpoints" / "last.ckpt"
+def checkpoint(fake_quick_run) -> Path:
+    return fake_quick_run[1] / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import ROOT, SMALL, run_cli
+from conftest import run_cli
 from lit_mnist.data.images import ImageError, load_digit, load_digits
 
 
@@ -98,19 +98,6 @@ def test_a_folder_reads_its_images_and_names_the_rest(tmp_path):
         load_digits(tmp_path / "missing")
 
 
-@pytest.fixture(scope="module")
-def trained(fake_mnist, tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("predict")
-    quick = [
-        "--config",
-        str(ROOT / "configs/default.yaml"),
-        "--config",
-        str(ROOT / "configs/experiments/quick.yaml"),
-    ]
-    run_cli("fit", *quick, f"--data.data_dir={fake_mnist}", *SMALL, "--test_after_fit=false", cwd=cwd)
-    return cwd, cwd / "logs" / "quick" / "version_0"
-
-
 def predict(cwd: Path, run: Path, target: Path, *extra: str):
     return run_cli(
         "predict", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
@@ -118,8 +105,8 @@ def predict(cwd: Path, run: Path, target: Path, *extra: str):
     )  # fmt: skip
 
 
-def test_predict_writes_the_csv_into_the_run_folder(trained, tmp_path):
-    cwd, run = trained
+def test_predict_writes_the_csv_into_the_run_folder(fake_quick_run, tmp_path):
+    cwd, run = fake_quick_run
     for digit in "107":
         draw(tmp_path / f"digit{digit}.png", digit)
     result = predict(cwd, run, tmp_path)
@@ -135,8 +122,8 @@ def test_predict_writes_the_csv_into_the_run_folder(trained, tmp_path):
     assert "inverted (dark on light)" in result.stdout
 
 
-def test_predict_names_rejected_files_and_exits_non_zero(trained, tmp_path):
-    cwd, run = trained
+def test_predict_names_rejected_files_and_exits_non_zero(fake_quick_run, tmp_path):
+    cwd, run = fake_quick_run
     draw(tmp_path / "good.png", "1")
     (tmp_path / "bad.png").write_text("hello")
     output = tmp_path / "out" / "p.csv"

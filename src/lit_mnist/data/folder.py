@@ -21,10 +21,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
-from lit_mnist.data.augment import AugmentSettings
 from lit_mnist.data.base import ImageDataModule, Split, split_off
 from lit_mnist.data.images import SUFFIXES, ImageError, image_files
-from lit_mnist.data.loading import LoaderSettings
 from lit_mnist.errors import ParameterError
 
 SPLITS = ("train", "val", "test")
@@ -109,15 +107,7 @@ class ImageFolderDataModule(ImageDataModule):
         channels: int | None = None,
         test_size: float = 0.1,
         on_error: Literal["skip", "refuse"] = "skip",
-        val_size: int | float = 5000,
-        split_seed: int = 0,
-        batch_size: int = 64,
-        eval_batch_size: int = 1000,
-        shuffle_seed: int | None = None,
-        on_device: bool = False,
-        loader: LoaderSettings = LoaderSettings(),
-        augment: AugmentSettings = AugmentSettings(),
-        predict_path: str | None = None,
+        **kwargs,
     ) -> None:
         """
         Args:
@@ -132,12 +122,11 @@ class ImageFolderDataModule(ImageDataModule):
                 count, so that the default fits a folder of any size.
             on_error: an image file that cannot be read is named on stderr and left out ("skip"),
                 or stops the run with an error naming the first few ("refuse").
-            predict_path: an image file or a folder of them for `predict`, read as the training
-                images are (resized, converted); None predicts the test set.
+            kwargs: the arguments of `ImageDataModule` (batch size, splits, loader, augmentation,
+                predict_path: your own images, read as the training images are).
 
         The decoded images are cached in root/.lit_mnist_cache/, one file per size and channels;
         a file added, removed or changed under root makes it decode again.
-        The other arguments: `ImageDataModule`.
         """
         self._size = (size, size) if isinstance(size, int) else None if size is None else tuple(size)
         if self._size is not None and (len(self._size) != 2 or min(self._size) < 1):
@@ -148,17 +137,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise ParameterError(self, "test_size", f"must be a fraction between 0 and 1, got {test_size}")
         if on_error not in ("skip", "refuse"):
             raise ParameterError(self, "on_error", f"must be skip or refuse, got {on_error!r}")
-        super().__init__(
-            val_size,
-            split_seed,
-            batch_size,
-            eval_batch_size,
-            shuffle_seed,
-            on_device,
-            loader,
-            augment,
-            predict_path,
-        )
+        super().__init__(**kwargs)
         self.root = Path(root).expanduser()
         self._cache: Path | None = None  # set by prepare_data
         self._decoded: dict | None = None  # just decoded: load_splits takes it instead of reading the cache

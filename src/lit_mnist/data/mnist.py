@@ -7,9 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lit_mnist.data.augment import AugmentSettings
 from lit_mnist.data.base import DataError, ImageDataModule, Split
-from lit_mnist.data.loading import LoaderSettings
 from lit_mnist.data.spec import DataSpec
 from lit_mnist.errors import ParameterError
 
@@ -94,36 +92,23 @@ class MNISTDataModule(ImageDataModule):
         data_dir: str = "data",
         dataset: str = "MNIST",
         download: bool = True,
-        val_size: int | float = 5000,
-        split_seed: int = 0,
-        batch_size: int = 64,
-        eval_batch_size: int = 1000,
-        shuffle_seed: int | None = None,
-        on_device: bool = False,
-        loader: LoaderSettings = LoaderSettings(),
-        augment: AugmentSettings = AugmentSettings(),
-        predict_path: str | None = None,
         normalise_stroke: bool = True,
+        **kwargs,
     ) -> None:
         """
         Args:
             data_dir: folder holding <dataset>/raw/ with the four IDX files.
             dataset: MNIST, FashionMNIST or KMNIST (same format: 28x28 grayscale, 10 classes).
             download: fetch the files with torchvision when they are missing.
-            predict_path: an image file or a folder of them (PNG, JPEG, ...; any size, colour or
-                polarity) for `predict`, made into MNIST-style digits; None predicts the test set.
             normalise_stroke: for `predict`, bring a stroke width that few MNIST digits have (bold
                 fonts, thick pens) to MNIST's median. A net trained with `augment.thickness` reads
                 thick strokes itself and may do better without.
-
-        The other arguments: `ImageDataModule`.
+            kwargs: the arguments of `ImageDataModule` (batch size, splits, loader, augmentation,
+                predict_path: your own images, made into MNIST-style digits).
         """
         if dataset not in CLASSES:
             raise ParameterError(self, "dataset", f"must be one of {', '.join(CLASSES)}, got {dataset!r}")
-        super().__init__(
-            val_size, split_seed, batch_size, eval_batch_size, shuffle_seed, on_device, loader, augment,
-            predict_path,
-        )  # fmt: skip
+        super().__init__(**kwargs)
 
     def prepare_data(self) -> None:
         if self._predicting_own_images():
