@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +11,8 @@ import torch
 from lit_mnist.data import FILES, raw_folder
 
 ROOT = Path(__file__).resolve().parents[1]
+# auto_precision's timings are cached per machine: the tests keep theirs apart from the user's
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="lit-mnist-cache-")
 
 
 def write_idx(path: Path, array: torch.Tensor) -> None:

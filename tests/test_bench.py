@@ -1,9 +1,12 @@
 """The benchmark runs and reports every case (on synthetic data: its numbers mean nothing here)."""
 
+import re
 import subprocess
 import sys
 
+import lightning
 import pytest
+import torch
 
 from conftest import ROOT, make_dataset
 
@@ -33,8 +36,13 @@ def test_benchmark_reports_all_cases(tmp_path):
     for ratio in ("a/c, seconds per training sample", "c/b, seconds per epoch", "a/d, time to 99.0%"):
         assert ratio in report
     assert f"Command: `lit-mnist bench --data.data_dir={tmp_path} --min_epochs=1" in report
-    assert report.count("x |") == 9  # one row per speed option, compile included
-    assert "[5/5] case f: done in " in result.stdout
+    assert report.count("x |") == 11  # one row per speed option, compile included
+    assert "[6/6] case f: done in " in result.stdout
+    assert "- e, configs/experiments/best.yaml (" in report and " s per 55,000-image epoch" in report
+    # versions and what each case ran as
+    assert f"torch {torch.__version__}, lightning {lightning.__version__}" in report
+    assert "| a | tutorial loop" in report and "(32-true, batch 64)" in report
+    assert re.search(r"\| c \| template through Lightning, configs/default.yaml \((32-true|bf16-mixed)", report)
 
 
 def test_unknown_case_is_rejected():
@@ -44,4 +52,4 @@ def test_unknown_case_is_rejected():
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 2 and result.stderr == "error: unknown case(s) x; choose from abcdf\n"
+    assert result.returncode == 2 and result.stderr == "error: unknown case(s) x; choose from abcdef\n"

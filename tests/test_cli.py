@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from conftest import ROOT, SMALL, run_cli
+from lit_mnist import precision
 from lit_mnist.cli import fastest_precision
 from lit_mnist.data import SPEC
 from lit_mnist.nets import ConvNet
@@ -177,18 +178,24 @@ def test_every_config_runs_a_fast_dev_run(config, fake_mnist, tmp_path):
     assert list(tmp_path.iterdir()) == []  # a smoke run leaves no files behind
 
 
-def test_auto_precision_is_the_fastest_native_one(quick_run):
+def test_auto_precision_is_measured_and_recorded(quick_run):
+    """The precision and layout auto_precision timed fastest are the ones the run used, recorded in
+    config.yaml (so the config reproduces the run) and in the cache the next run reads."""
     _, run_dir, _ = quick_run
     hardware = json.loads((run_dir / "metrics.json").read_text())["hardware"]
-    assert hardware["precision"] == fastest_precision("auto")
-    assert (
-        yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["precision"] == hardware["precision"]
-    )
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["trainer"]["precision"] == hardware["precision"]
+    assert isinstance(config["model"]["channels_last"], bool)
+    used = hardware["precision"] + ("+cl" if config["model"]["channels_last"] else "")
+    entries = json.loads(precision.cache_path().read_text()).values()  # other tests' nets too
+    fastest = [min(e["timings"], key=e["timings"].get) for e in entries if len(e["timings"]) == 4]
+    assert used in fastest
 
 
 def test_explicit_precision_and_threads_win(fake_mnist, tmp_path):
-    flags = ["--trainer.precision=32-true", "--threads=1", "--trainer.max_epochs=1"]
-    run_cli("fit", *QUICK, f"--data.data_dir={fake_mnist}", *SMALL, *flags, cwd=tmp_path)
+    flags = ["--trainer.precision=32-true", "--model.channels_last=false", "--threads=1", "--trainer.max_epochs=1"]
+    result = run_cli("fit", *QUICK, f"--data.data_dir={fake_mnist}", *SMALL, *flags, cwd=tmp_path)
+    assert "auto_precision" not in result.stderr  # nothing left to measure
     hardware = json.loads((tmp_path / "logs" / "quick" / "version_0" / "metrics.json").read_text())[
         "hardware"
     ]

@@ -13,6 +13,10 @@ CLASSIC = [
     ([0.5, 0.4, float("nan")], [0.5, 0.4, 0.3], "Diverging: a loss is NaN"),
     ([0.5, 0.4, 0.9, 2.0], [0.5, 0.4, 1.0, 2.5], "Diverging: both losses have risen"),
     ([0.5], [0.6], "Too few epochs"),
+    # Adam at lr 1e6: finite, one epoch, and far beyond any loss a classifier starts from
+    ([3.1e19], [3.4e28], "Diverging: the loss exploded to 3.4e+28"),
+    ([2.3, 1.1, 0.9, 350.0], [1.5, 1.0, 0.8, 410.0], "Diverging: the loss exploded to 410"),
+    ([2.9], [2.3], "Too few epochs"),  # a first epoch at chance level is not an explosion
 ]
 # a one-cycle schedule sampled per epoch: up to its peak, then annealed to almost nothing
 ONE_CYCLE = [1e-4, 3e-3, 2.4e-3, 1.2e-3, 3e-4, 1.2e-6]

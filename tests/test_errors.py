@@ -1,6 +1,7 @@
 """Every mistake a user can make on the command line ends in one line and a non-zero exit.
 docs/reliability.md ("Bad input") lists the same cases."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(fake_mnist,
         "--data.batch_size=16", "--trainer.max_epochs=3", "--save_every_n_steps=1",
     )  # fmt: skip
     line = assert_one_line_error(result, "training diverged: loss", "learning rates features=1e+06")
-    step = int(line.split(" at step ")[1].split(" ")[0])
+    step = int(line.split(" at step ")[1].split(" ")[0].rstrip(","))
     last = torch.load(
         tmp_path / "logs" / "quick" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False
     )
@@ -152,6 +153,29 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(fake_mnist,
     weights = [v for k, v in last["state_dict"].items() if k.startswith("net.")]
     assert weights and all(torch.isfinite(v).all() for v in weights)
     assert not (tmp_path / "logs" / "quick" / "version_0" / "metrics.json").exists()
+
+
+def test_a_finite_explosion_stops_the_run_too(fake_mnist, tmp_path):
+    """Adam at lr 1e6 stays finite (its steps are bounded by the learning rate) while the loss
+    explodes: that stops the run with the same line, before a checkpoint of the broken weights."""
+    result = fit(
+        tmp_path, fake_mnist, "--model.optimizer.lr=1e6", "--data.batch_size=16", "--trainer.max_epochs=3",
+        "--save_every_n_steps=1", "--trainer.precision=32-true",
+    )  # fmt: skip
+    line = assert_one_line_error(result, "training diverged: loss", "over 100x its starting value")
+    step = int(line.split(" at step ")[1].split(" ")[0].rstrip(","))
+    run = tmp_path / "logs" / "quick" / "version_0"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] < step
+
+
+def test_without_the_explosion_check_the_diagnosis_says_diverging(fake_mnist, tmp_path):
+    result = fit(
+        tmp_path, fake_mnist, "--model.optimizer.lr=1e6", "--data.batch_size=16", "--trainer.max_epochs=1",
+        "--divergence_factor=0", "--trainer.precision=32-true",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "logs" / "quick" / "version_0" / "metrics.json").read_text())
+    assert metrics["diagnosis"].startswith("Diverging: the loss exploded"), metrics["diagnosis"]
 
 
 def test_a_good_run_is_untouched_by_the_checks(fake_mnist, tmp_path):

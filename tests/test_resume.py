@@ -3,6 +3,7 @@
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -90,3 +91,82 @@ def test_killed_run_resumes_exactly(killer, saved_step, fake_mnist, tmp_path, un
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "logs" / "default").iterdir()) == ["version_0"]
     assert_same_run(outcome(tmp_path), uninterrupted)
+
+
+@pytest.mark.parametrize("signum, step", [("SIGTERM", 12), ("SIGINT", 7)])
+def test_signal_writes_last_and_resumes_exactly(signum, step, fake_mnist, tmp_path, uninterrupted):
+    """A preempted run (SIGTERM) or Ctrl+C stops after the current step with last.ckpt written
+    there, says so in one line with the command that resumes it, and exits with 128 + the signal."""
+    stopped = fit(
+        tmp_path, fake_mnist, "--trainer.callbacks+=killer.SignalAtStep",
+        f"--trainer.callbacks.step={step}", f"--trainer.callbacks.signum={signum}",
+    )  # fmt: skip
+    assert stopped.returncode == 128 + getattr(signal, signum), stopped.stderr[-3000:]
+    run = tmp_path / "logs" / "default" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == step  # not the step-10 write
+    assert not (run / "metrics.json").exists()
+    lines = [line for line in stopped.stderr.splitlines() if line.startswith("stopped by")]
+    assert len(lines) == 1, stopped.stderr[-3000:]
+    assert f"stopped by {signum} at epoch 0, step {step}: wrote {last.relative_to(tmp_path)}" in lines[0]
+    command = lines[0].split("resume with: ", 1)[1]
+    assert command.startswith("lit-mnist ") and command.endswith(f"--ckpt_path={last.relative_to(tmp_path)}")
+    assert "weights_only" not in stopped.stderr + stopped.stdout  # no log line per checkpoint
+
+    # the printed command, as given (its flags are the run's own, killer callback included)
+    args = shlex.split(command)[1:]
+    args = [a for a in args if "killer." not in a and not a.startswith("--trainer.callbacks.")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}
+    resumed = subprocess.run(
+        [sys.executable, "-m", "lit_mnist", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "logs" / "default").iterdir()) == ["version_0"]
+    assert_same_run(outcome(tmp_path), uninterrupted)
+
+
+def test_ctrl_c_twice_aborts_at_once(fake_mnist, tmp_path):
+    stopped = fit(
+        tmp_path, fake_mnist, "--trainer.callbacks+=killer.SignalAtStep",
+        "--trainer.callbacks.step=7", "--trainer.callbacks.signum=SIGINT", "--trainer.callbacks.again=true",
+    )  # fmt: skip
+    assert stopped.returncode not in (0, 130), stopped.stderr[-3000:]
+    assert "stopped by" not in stopped.stderr
+    last = torch.load(tmp_path / "logs/default/version_0/checkpoints/last.ckpt", weights_only=False)
+    assert last["global_step"] == 5  # the regular write before; nothing at step 7
+
+
+def test_slurm_requeue_signal(fake_mnist, tmp_path):
+    """On SLURM (Lightning's SLURMEnvironment, auto-requeue on), the requeue signal writes last.ckpt
+    at the step, calls `scontrol requeue <job>`, and the requeued job (same command, no
+    --ckpt_path) continues from there to the same end as a run never stopped."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {
+        "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "4242", "SLURM_NODELIST": "node1",
+        "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }  # fmt: skip
+    env = {**os.environ, **slurm, "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "lit_mnist", *RUN, f"--data.data_dir={fake_mnist}"]
+    signalled = subprocess.run(
+        [*command, "--trainer.callbacks+=killer.SignalAtStep", "--trainer.callbacks.step=12",
+         "--trainer.callbacks.signum=SIGUSR1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert signalled.returncode == 128 + signal.SIGUSR1, signalled.stderr[-3000:]
+    assert calls.read_text().split() == ["requeue", "4242"]
+    assert "SLURM job 4242 requeued" in signalled.stderr
+    run = tmp_path / "logs" / "default" / "version_0"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 12
+
+    requeued = subprocess.run(
+        command, cwd=tmp_path, env={**env, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True
+    )
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert "SLURM restart 1: resuming" in requeued.stderr
+    assert sorted(p.name for p in (tmp_path / "logs" / "default").iterdir()) == ["version_0"]
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 3 * 16

@@ -1,6 +1,7 @@
 """The command line: LightningCLI with the template's defaults, fit followed by test, one-line
 errors, and the tools around finished runs as subcommands of the same command."""
 
+import os
 import shlex
 import sys
 from importlib.metadata import version
@@ -9,11 +10,15 @@ from pathlib import Path
 import torch
 import yaml
 from jsonargparse import ArgumentError
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lit_mnist.callbacks import LastCheckpoint, StopOnNonFiniteLoss, ValidationFigures
+from lit_mnist import precision
+from lit_mnist.callbacks import LastCheckpoint, StopOnDivergence, ValidationFigures
+from lit_mnist.callbacks.checkpoint import Stopped
 from lit_mnist.callbacks.divergence import Diverged
+from lit_mnist.callbacks.progress import ProgressBar
 from lit_mnist.callbacks.predictions import PredictionWriter
 from lit_mnist.callbacks.summary import RunSummary
 from lit_mnist.data import DataError, ImageDataModule, preset_spec
@@ -68,7 +73,18 @@ OPTIONS = {
         "Also write checkpoints/last.ckpt every this many optimizer steps, mid-epoch, so "
         "`--ckpt_path last` resumes a killed run at its next batch; 0 saves at epoch ends only.",
     ),
-    "stop_on_nan": (bool, True, "Stop at the first non-finite training loss with one line saying where."),
+    "stop_on_nan": (
+        bool,
+        True,
+        "Stop at the first non-finite or exploding training loss with one line saying where, before "
+        "a checkpoint of the broken weights is written.",
+    ),
+    "divergence_factor": (
+        float,
+        100.0,
+        "With --stop_on_nan: a training loss over this many times its starting value (the first "
+        "step's, at least 1) stops the run too; 0 stops on non-finite losses only.",
+    ),
     "predictions_file": (
         str | None,
         None,
@@ -131,6 +147,8 @@ class MNISTCLI(LightningCLI):
         super().parse_arguments(parser, args)
         config = self._active_config()
         allow_mlflow_file_store(config.trainer.logger)
+        if self._slurm_restart(config):
+            config.ckpt_path = "last"
         if config.get("ckpt_path") and config.ckpt_path not in CKPT_KEYWORDS:
             path = config.ckpt_path
             if path == "last":
@@ -143,6 +161,21 @@ class MNISTCLI(LightningCLI):
                 resuming = self.config.get("subcommand") == "fit"
                 purge_step = self.checkpoint.get("global_step") if resuming else None
                 resume_into(config.trainer.logger, run_dir, purge_step)
+
+    def _slurm_restart(self, config) -> bool:
+        """A fit that SLURM requeued (after the requeue signal stopped it) continues from its
+        experiment's newest last.ckpt when no --ckpt_path is given."""
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        if self.config.get("subcommand") != "fit" or config.get("ckpt_path") or restarts in ("", "0"):
+            return False
+        if not SLURMEnvironment.detect():
+            return False
+        try:
+            newest_last_checkpoint(experiment_dir(config.trainer.logger))
+        except UserError:
+            return False  # nothing written before the requeue: start afresh
+        print(f"SLURM restart {restarts}: resuming from the experiment's newest last.ckpt", file=sys.stderr)
+        return True
 
     def instantiate_classes(self) -> None:
         # Evaluating a checkpoint: its net reads the images as its own spec says (shape, classes,
@@ -161,14 +194,13 @@ class MNISTCLI(LightningCLI):
         for flag, value, least in (
             ("--threads", config.threads, 1),
             ("--save_every_n_steps", config.save_every_n_steps, 0),
+            ("--divergence_factor", config.divergence_factor, 0),
             ("--trainer.accumulate_grad_batches", config.trainer.get("accumulate_grad_batches"), 1),
         ):
             if value is not None and value < least:
                 raise UserError(f"{flag} must be at least {least}, got {value}")
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        if config.auto_precision and config.trainer.precision is None:
-            config.trainer.precision = fastest_precision(config.trainer.accelerator)
         if config.trainer.fast_dev_run:
             # a smoke run saves nothing; ModelCheckpoint's save_last would still write ./checkpoints,
             # and a logger may create its store (MLflow's mlruns/) before Lightning swaps it out
@@ -177,20 +209,62 @@ class MNISTCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         config = self._active_config()
+        self._choose_precision(config)
+        kwargs.setdefault("precision", config.trainer.precision)
         trainer = super().instantiate_trainer(**kwargs)
         callbacks = trainer.callbacks
+        # Lightning's own bar redraws after every batch: the same bar, redrawn a few times a second
+        for i, callback in enumerate(callbacks):
+            if type(callback) is TQDMProgressBar:
+                callbacks[i] = ProgressBar(callback.refresh_rate, callback.process_position, callback._leave)
         if not trainer.loggers:  # --trainer.logger=false: nothing to write learning rates to
             callbacks[:] = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         if config.get("stop_on_nan"):
-            callbacks.insert(0, StopOnNonFiniteLoss())
+            callbacks.insert(0, StopOnDivergence(config.get("divergence_factor") or 0.0))
         if trainer.checkpoint_callback is not None:
-            callbacks.append(LastCheckpoint(config.get("save_every_n_steps") or 0))
+            callbacks.append(LastCheckpoint(config.get("save_every_n_steps") or 0, self.command))
         test_follows = self.config.get("subcommand") == "fit" and config.get("test_after_fit")
         callbacks += [
             RunSummary(self.command, test_follows),
             PredictionWriter(config.get("predictions_file")),
         ]
         return trainer
+
+    def _choose_precision(self, config) -> None:
+        """--auto_precision: the precision and layout left unset, timed on the net and device at
+        hand (cached), or for evaluation the cached choice if any; config.yaml records the result."""
+        model = self.model
+        layout = config.model.get("channels_last")
+        if not config.auto_precision or not isinstance(model, MNISTClassifier):
+            config.model.channels_last = model.channels_last if isinstance(model, MNISTClassifier) else layout
+            return
+        if config.trainer.precision is not None and layout is not None:
+            return
+        device = _device(config.trainer.accelerator)
+        fitting = self.config.get("subcommand") in ("fit", None)
+        if device is None or model.hparams.compile:  # not timed: mps, other accelerators, compiled nets
+            config.trainer.precision = config.trainer.precision or fastest_precision(config.trainer.accelerator)
+            config.model.channels_last = model.channels_last
+            return
+        batch = getattr(getattr(self.datamodule, "hparams", None), "batch_size", None) or 64
+        spec = model.data
+        choice = precision.choose(
+            model.net,
+            (batch, spec.channels, spec.height, spec.width),
+            spec.num_classes,
+            device,
+            None if config.trainer.precision is None else [config.trainer.precision],
+            None if layout is None else [layout],
+            measure=fitting,
+        )
+        if choice is None:  # evaluating, nothing measured yet: fp32, exact
+            choice = precision.Choice(config.trainer.precision or "32-true", layout is not False, {})
+        elif choice.timings:
+            print(choice.describe(), file=sys.stderr)
+        config.trainer.precision = choice.precision
+        config.model.channels_last = choice.channels_last
+        model.set_channels_last(choice.channels_last)
+        model.hparams.channels_last = choice.channels_last
 
     def _check_checkpoint_fits(self) -> None:
         """A checkpoint of another model would fail deep inside Lightning: say what differs."""
@@ -229,8 +303,18 @@ def _active_dict(config) -> dict:
     return plain.get(plain["subcommand"], plain) if plain.get("subcommand") else plain
 
 
+def _device(accelerator: str) -> torch.device | None:
+    """The device a single-device run of this accelerator trains on, when precision can be timed there."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if accelerator == "cpu" or (accelerator == "auto" and not torch.backends.mps.is_available()):
+        return torch.device("cpu")
+    return None
+
+
 def fastest_precision(accelerator: str) -> str:
-    """The precision the chosen device computes fastest without emulation."""
+    """The precision the chosen device should compute fastest without emulation, from its flags
+    alone: the guess where the precision is not timed (compiled nets, other accelerators)."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     if accelerator in ("auto", "cpu") and _cpu_has_native_bf16():
@@ -273,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     except (UserError, DataError, Diverged) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Stopped as err:  # SIGTERM or Ctrl+C: last.ckpt written
+        print(err, file=sys.stderr)
+        sys.exit(err.exit_code)
     except ArgumentError as err:
         print(f"error: {_one_line(str(err))} (see lit-mnist <subcommand> --help)", file=sys.stderr)
         sys.exit(2)

@@ -41,7 +41,7 @@ class MNISTClassifier(L.LightningModule):
         classifier: GroupSettings = GroupSettings(),
         lr_scaling: LRScaling = LRScaling(),
         label_smoothing: float = 0.0,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
         compile: bool = False,
     ) -> None:
         """
@@ -59,8 +59,9 @@ class MNISTClassifier(L.LightningModule):
             lr_scaling: scaling of the learning rates (and a scheduler's max_lr) with the effective
                 batch (batch size x accumulation x devices).
             label_smoothing: cross-entropy label smoothing, 0 for none.
-            channels_last: run convolutions in the channels-last memory layout (1.6x faster on a
-                2-core AVX512-BF16 CPU in bench case f).
+            channels_last: run convolutions in the channels-last memory layout. None: as
+                `--auto_precision` measures fastest on the device at hand (channels-last when it
+                does not measure).
             compile: compile the net with torch.compile; its first steps compile. On that CPU the
                 seed CNN ran 1.37x slower compiled (bench case f): measure before relying on it.
         """
@@ -82,8 +83,8 @@ class MNISTClassifier(L.LightningModule):
             )
         self.data = data
         self.net = net(data)
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
+        self.channels_last = False
+        self.set_channels_last(channels_last is not False)
         if compile:
             self.net.compile()  # in place: the state_dict keys stay those of the plain net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -107,8 +108,13 @@ class MNISTClassifier(L.LightningModule):
         collection.persistent(stage == "train")  # a mid-epoch checkpoint carries the running numbers
         return collection
 
+    def set_channels_last(self, on: bool) -> None:
+        """Convolutions in the channels-last memory layout, or not (the net and its inputs)."""
+        self.channels_last = on
+        self.net.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+
     def forward(self, images: Tensor) -> Tensor:
-        if self.hparams.channels_last:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 

@@ -2,8 +2,8 @@
 `trainer.callbacks` as `lit_mnist.callbacks.<Name>`."""
 
 from lit_mnist.callbacks.checkpoint import LastCheckpoint
-from lit_mnist.callbacks.divergence import Diverged, StopOnNonFiniteLoss
+from lit_mnist.callbacks.divergence import Diverged, StopOnDivergence
 from lit_mnist.callbacks.ema import EMA
 from lit_mnist.callbacks.figures import ValidationFigures
 
-__all__ = ["EMA", "Diverged", "LastCheckpoint", "StopOnNonFiniteLoss", "ValidationFigures"]
+__all__ = ["EMA", "Diverged", "LastCheckpoint", "StopOnDivergence", "ValidationFigures"]

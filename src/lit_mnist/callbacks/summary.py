@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from lit_mnist.precision import cpu_name
 from lit_mnist.loggers import log_settings, log_text, run_folder
 from lit_mnist.tools.diagnosis import diagnose_run
 
@@ -161,7 +162,7 @@ def hardware(trainer: L.Trainer) -> dict:
         "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
         "devices": trainer.num_devices,
         "precision": str(trainer.precision),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -172,15 +173,6 @@ def hardware(trainer: L.Trainer) -> dict:
         info["gpu"] = torch.cuda.get_device_name()
     return info
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _seed() -> int | None:

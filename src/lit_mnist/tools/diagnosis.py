@@ -8,6 +8,9 @@ FLAT = 0.02
 TURNED = 0.10
 # a learning rate at most this fraction of its peak: the schedule has annealed it, it is done
 SCHEDULE_FINISHED = 0.05
+# a cross-entropy this high means logits hundreds apart on the wrong class: chance level is
+# ln(classes), 2.3 for ten; a training loss far above that has exploded, finite or not
+EXPLODED = 100.0
 # with the schedule finished and the validation loss flat, a training loss that fell less than
 # this fraction over the last epochs is settling into the minimum, not overfitting
 SETTLING = 0.10
@@ -46,6 +49,11 @@ def diagnose(
     losses = train_loss + val_loss
     if any(not math.isfinite(v) for v in losses):
         return "Diverging: a loss is NaN or infinite. The learning rate is too high, or there is a bug."
+    if losses and max(losses) > EXPLODED:
+        return (
+            f"Diverging: the loss exploded to {max(losses):.3g} (chance level is ln(classes), 2.3 for "
+            "ten). The learning rate is far too high: lower it (or clip gradients), or look for a bug."
+        )
     if len(train_loss) < 2 or len(val_loss) < 2:
         return "Too few epochs to read the curves: train at least two (three or more to see a trend)."
     if val_loss[-1] > 1.5 * min(val_loss) and train_loss[-1] > 1.5 * min(train_loss):

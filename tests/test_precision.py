@@ -1,0 +1,72 @@
+"""auto_precision: the fastest of the candidates, timed, cached per machine + torch + net."""
+
+import json
+
+import pytest
+import torch
+
+from lit_mnist import precision
+from lit_mnist.data import SPEC
+from lit_mnist.nets import ConvNet
+
+SHAPE = (8, 1, 28, 28)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path / "lit-mnist" / "precision.json"
+
+
+def small_net():
+    return ConvNet(SPEC, channels=[4, 8], hidden=16)
+
+
+def test_times_every_candidate_on_the_real_net(cache):
+    timings = precision.time_steps(small_net(), SHAPE, 10, torch.device("cpu"), precision.candidates(
+        torch.device("cpu"), None, None))  # fmt: skip
+    assert set(timings) == {"32-true", "32-true+cl", "bf16-mixed", "bf16-mixed+cl"}
+    assert all(ms > 0 for ms in timings.values())
+
+
+@pytest.mark.parametrize("fastest", ["32-true", "bf16-mixed+cl", "32-true+cl"])
+def test_picks_the_fastest_and_caches_it(cache, monkeypatch, fastest):
+    calls = []
+
+    def fake(net, shape, num_classes, device, options):
+        calls.append(options)
+        return {precision._name(p, cl): (1.0 if precision._name(p, cl) == fastest else 2.0) for p, cl in options}
+
+    monkeypatch.setattr(precision, "time_steps", fake)
+    first = precision.choose(small_net(), SHAPE, 10, torch.device("cpu"))
+    assert precision._name(first.precision, first.channels_last) == fastest and not first.cached
+    assert len(calls) == 1 and cache.is_file()
+    line = first.describe()
+    assert line.startswith(f"auto_precision: {fastest.replace('+cl', ' channels-last')}, the fastest")
+    assert "measured now" in line and "2.0" in line
+
+    again = precision.choose(small_net(), SHAPE, 10, torch.device("cpu"))
+    assert len(calls) == 1  # read from the cache, not timed again
+    assert (again.precision, again.channels_last, again.cached) == (first.precision, first.channels_last, True)
+    assert "measured earlier on this machine" in again.describe()
+
+    # another net, batch shape or candidate set is another entry
+    precision.choose(ConvNet(SPEC, channels=[4, 8], hidden=32), SHAPE, 10, torch.device("cpu"))
+    precision.choose(small_net(), (16, 1, 28, 28), 10, torch.device("cpu"))
+    precision.choose(small_net(), SHAPE, 10, torch.device("cpu"), precisions=["32-true"])
+    assert len(calls) == 4 and calls[-1] == [("32-true", False), ("32-true", True)]
+    assert len(json.loads(cache.read_text())) == 4
+
+
+def test_evaluation_does_not_measure(cache, monkeypatch):
+    monkeypatch.setattr(precision, "time_steps", lambda *a: pytest.fail("timed"))
+    assert precision.choose(small_net(), SHAPE, 10, torch.device("cpu"), measure=False) is None
+
+
+def test_unreadable_or_unwritable_cache_only_costs_a_measurement(cache, monkeypatch):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    choice = precision.choose(small_net(), SHAPE, 10, torch.device("cpu"))
+    assert choice.timings and not choice.cached
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/not-writable")
+    assert precision.choose(small_net(), SHAPE, 10, torch.device("cpu")).timings
