@@ -22,6 +22,8 @@ def test_benchmark_reports_all_cases(tmp_path):
             "lit_mnist.tools.bench",
             f"--data.data_dir={tmp_path}",
             "--min_epochs=1",
+            "--overhead_steps=5",
+            "--overhead_rounds=1",
             "--max_epochs=1",
             f"--output={out}",
         ],
@@ -36,8 +38,10 @@ def test_benchmark_reports_all_cases(tmp_path):
     for ratio in ("a/c, seconds per training sample", "c/b, seconds per epoch", "a/d, time to 99.0%"):
         assert ratio in report
     assert f"Command: `lit-mnist bench --data.data_dir={tmp_path} --min_epochs=1" in report
-    assert report.count("x |") == 11  # one row per speed option, compile included
-    assert "[6/6] case f: done in " in result.stdout
+    assert report.count("x |") == 11 + 3  # one row per speed option (compile included), per loop in g
+    assert "[7/7] case g: done in " in result.stdout
+    for loop in ("plain loop", "bare LightningModule", "template (default.yaml)"):
+        assert f"| {loop} | " in report
     assert "- e, configs/experiments/best.yaml (" in report and " s per 55,000-image epoch" in report
     # versions and what each case ran as
     assert f"torch {torch.__version__}, lightning {lightning.__version__}" in report
@@ -52,4 +56,4 @@ def test_unknown_case_is_rejected():
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 2 and result.stderr == "error: unknown case(s) x; choose from abcdef\n"
+    assert result.returncode == 2 and result.stderr == "error: unknown case(s) x; choose from abcdefg\n"

@@ -1,6 +1,7 @@
 """checkpoints/last.ckpt, written often enough that a killed run loses little, and written at the
 current step when the run is told to stop (SIGTERM, Ctrl+C, SLURM's requeue signal)."""
 
+import contextlib
 import os
 import shlex
 import signal
@@ -136,8 +137,10 @@ class LastCheckpoint(Checkpoint):
             self._requeue = True
         if self._signal is None or signum == signal.SIGINT:
             self._signal = signum
-        name = signal.Signals(signum).name
-        print(f"\n{name} received: stopping after this step to write last.ckpt", file=sys.stderr, flush=True)
+        # os.write, not print: a handler that prints while the main thread prints raises
+        message = f"\n{signal.Signals(signum).name} received: stopping after this step to write last.ckpt\n"
+        with contextlib.suppress(OSError):
+            os.write(2, message.encode())
 
     def _stop_requested(self, trainer: L.Trainer) -> bool:
         if not self.on_signals:

@@ -1,6 +1,6 @@
 """Training speed of the template against plain PyTorch, measured in one run on one machine.
 
-    lit-mnist bench [--data.data_dir=data] [--cases abcdef] [--output docs/bench.md]      (or: make bench)
+    lit-mnist bench [--data.data_dir=data] [--cases abcdefg] [--output docs/bench.md]      (or: make bench)
 
 Cases, each in its own process with the same thread count:
   a  the tutorial loop: torchvision MNIST with ToTensor+Normalize per sample, batch 64, fp32
@@ -9,6 +9,8 @@ Cases, each in its own process with the same thread count:
   d  the template through Lightning with configs/experiments/fast.yaml
   e  configs/experiments/best.yaml's seconds per epoch (two short epochs, the second timed)
   f  each speed option alone, the template with configs/default.yaml
+  g  where the template's per-step cost goes: a plain loop, a bare LightningModule (same net,
+     optimizer, data and precision; no logger, callbacks or metrics) and the template, in turns
 Every case of a-d evaluates the official test set after each epoch, to time the way to 99.0%; that
 evaluation is counted in the time to 99% (as is the template's validation) but not in the
 seconds per epoch, which time the training pass alone.
@@ -45,6 +47,7 @@ CASES = {
     "d": "template through Lightning, configs/experiments/fast.yaml",
     "e": "configs/experiments/best.yaml, seconds per epoch",
     "f": "each speed option alone, the template with default.yaml",
+    "g": "milliseconds per step: plain loop, bare LightningModule, template, side by side",
 }
 CONFIGS = {
     "c": ["configs/default.yaml"],
@@ -292,6 +295,95 @@ def case_best(args) -> dict:
     return {"best_seconds": seconds, **{k: record[k] for k in ("precision", "channels_last", "batch_size")}}
 
 
+def case_overhead(args) -> dict:
+    """Milliseconds per step of the default recipe's step three ways, in turns (rounds), each
+    timed over `args.overhead_steps` steps after 50 of warm-up."""
+    import lightning as L
+
+    from lit_mnist import precision
+    from lit_mnist.data import SPEC, MNISTDataModule
+    from lit_mnist.nets import ConvNet
+
+    steps = args.overhead_steps
+    warmup = min(50, steps)
+    data = MNISTDataModule(data_dir=args.data_dir)
+    data.setup("fit")
+    choice = precision.choose(ConvNet(SPEC), (64, 1, 28, 28), 10, torch.device("cpu"))
+    layout = torch.channels_last if choice.channels_last else torch.contiguous_format
+    half = choice.precision == "bf16-mixed"
+    flags = (f"--trainer.precision={choice.precision}", f"--model.channels_last={choice.channels_last}")
+
+    def plain() -> float:
+        net = ConvNet(SPEC).to(memory_format=layout)
+        optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+        for i, batch in enumerate(data.train_dataloader()):
+            if i == warmup:
+                start = time.perf_counter()
+            elif i == warmup + steps:
+                return 1000 * (time.perf_counter() - start) / steps
+            images, labels = data.on_after_batch_transfer(batch, 0)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+                loss = F.cross_entropy(net(images.contiguous(memory_format=layout)), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        raise UserError("too few training batches for the overhead case")
+
+    class Clock(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == warmup:
+                self.start = time.perf_counter()
+            elif batch_idx == warmup + steps:
+                self.ms = 1000 * (time.perf_counter() - self.start) / steps
+                trainer.should_stop = True
+
+    class Bare(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = ConvNet(SPEC).to(memory_format=layout)
+
+        def training_step(self, batch, batch_idx):
+            images, labels = batch
+            return F.cross_entropy(self.net(images.contiguous(memory_format=layout)), labels)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), 1e-3)
+
+    def bare() -> float:
+        clock = Clock()
+        quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer = L.Trainer(max_epochs=1, limit_val_batches=0, precision=choice.precision, callbacks=[clock], **quiet)
+        trainer.fit(Bare(), data)
+        return clock.ms
+
+    def template() -> float:
+        clock = Clock()
+        with tempfile.TemporaryDirectory() as logs:
+            flags_ = [
+                f"--config={PROJECT_ROOT / 'configs/default.yaml'}",
+                f"--data.data_dir={args.data_dir}",
+                f"--trainer.logger.init_args.save_dir={logs}",
+                "--trainer.max_epochs=1",
+                "--trainer.limit_val_batches=0",
+                "--test_after_fit=false",
+                "--trainer.enable_model_summary=false",
+                *flags,
+            ]
+            cli = MNISTCLI(args=flags_, run=False)
+            cli.trainer.callbacks.append(clock)
+            cli.trainer.fit(cli.model, cli.datamodule)
+        return clock.ms
+
+    from lit_mnist.cli import MNISTCLI
+
+    ways = {"plain loop": plain, "bare LightningModule": bare, "template (default.yaml)": template}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(args.overhead_rounds):
+        for name, way in ways.items():
+            times[name].append(way())
+    return {"step_ms": times, "precision": choice.precision, "channels_last": choice.channels_last, "batch_size": 64}
+
+
 def run_case(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -301,6 +393,8 @@ def run_case(args) -> None:
         result = case_lightning(args, CONFIGS[args.case])
     elif args.case == "f":
         result = case_features(args)
+    elif args.case == "g":
+        result = case_overhead(args)
     else:
         result = {"a": case_a, "b": case_b}[args.case](args)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -314,7 +408,7 @@ def table(results: dict, args) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, r in results.items():
-        if key in "ef":
+        if key in "efg":
             continue
         median = statistics.median(r["epoch_seconds"])
         to_target = (
@@ -361,6 +455,22 @@ def table(results: dict, args) -> str:
             f"same length, scaled), about {20 * e['best_seconds'] / 60:.0f} minutes for its 20 epochs "
             "without validation",
         ]
+    if "g" in results:
+        g = results["g"]
+        medians = {name: statistics.median(ms) for name, ms in g["step_ms"].items()}
+        plain = next(iter(medians.values()))
+        ratios += [
+            "",
+            f"Where the per-step cost goes (case g: {_settings(g)}; {args.overhead_steps} steps after {min(50, args.overhead_steps)} of "
+            f"warm-up, {args.overhead_rounds} rounds in turns, medians):",
+            "",
+            "| loop | ms/step (median) | each round | time vs plain loop |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {name} | {ms:.2f} | {', '.join(f'{x:.2f}' for x in g['step_ms'][name])} | {ms / plain:.3f}x |"
+                for name, ms in medians.items()
+            ),
+        ]
     if "f" in results:
         features = results["f"]["feature_seconds"]
         settings = results["f"].get("feature_settings", {})
@@ -406,11 +516,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = parser_for(prog, __doc__)
     add_data_dir(parser)
     parser.add_argument(
-        "--cases", default="abcdef", help="which cases to run, e.g. 'bc' (e: best.yaml, f: each speed option)"
+        "--cases",
+        default="abcdefg",
+        help="which cases to run, e.g. 'bc' (e: best.yaml, f: each speed option, g: per-step cost)",
     )
     parser.add_argument(
         "--feature_samples", type=int, default=12800, help="images per timed epoch in cases e and f"
     )
+    parser.add_argument("--overhead_steps", type=int, default=400, help="timed steps per loop in case g")
+    parser.add_argument("--overhead_rounds", type=int, default=3, help="rounds of case g's three loops")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads in every case")
     parser.add_argument("--min_epochs", type=int, default=3, help="epochs at least, for the median")
     parser.add_argument(
