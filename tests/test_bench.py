@@ -46,7 +46,9 @@ def test_benchmark_reports_all_cases(tmp_path):
     # versions and what each case ran as
     assert f"torch {torch.__version__}, lightning {lightning.__version__}" in report
     assert "| a | tutorial loop" in report and "(32-true, batch 64)" in report
-    assert re.search(r"\| c \| template through Lightning, configs/default.yaml \((32-true|bf16-mixed)", report)
+    assert re.search(
+        r"\| c \| template through Lightning, configs/default.yaml \((32-true|bf16-mixed)", report
+    )
 
 
 def test_unknown_case_is_rejected():

@@ -193,7 +193,12 @@ def test_auto_precision_is_measured_and_recorded(quick_run):
 
 
 def test_explicit_precision_and_threads_win(fake_mnist, tmp_path):
-    flags = ["--trainer.precision=32-true", "--model.channels_last=false", "--threads=1", "--trainer.max_epochs=1"]
+    flags = [
+        "--trainer.precision=32-true",
+        "--model.channels_last=false",
+        "--threads=1",
+        "--trainer.max_epochs=1",
+    ]
     result = run_cli("fit", *QUICK, f"--data.data_dir={fake_mnist}", *SMALL, *flags, cwd=tmp_path)
     assert "auto_precision" not in result.stderr  # nothing left to measure
     hardware = json.loads((tmp_path / "logs" / "quick" / "version_0" / "metrics.json").read_text())[

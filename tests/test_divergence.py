@@ -39,7 +39,9 @@ def fit(module, callbacks, **kwargs) -> L.Trainer:
     return trainer
 
 
-@pytest.mark.parametrize("bad, expected", [(float("nan"), "loss nan at step 4"), (1e4, "at step 4, over 100x")])
+@pytest.mark.parametrize(
+    "bad, expected", [(float("nan"), "loss nan at step 4"), (1e4, "at step 4, over 100x")]
+)
 def test_checked_every_n_steps_names_the_first_bad_step(bad, expected):
     trainer = fit(Breaks(at=3, bad=bad), [StopOnDivergence(check_every=10)])
     assert expected in trainer.message

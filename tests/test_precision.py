@@ -1,6 +1,8 @@
 """auto_precision: the fastest of the candidates, timed, cached per machine + torch + net."""
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -35,7 +37,9 @@ def test_picks_the_fastest_and_caches_it(cache, monkeypatch, fastest):
 
     def fake(net, shape, num_classes, device, options):
         calls.append(options)
-        return {precision._name(p, cl): (1.0 if precision._name(p, cl) == fastest else 2.0) for p, cl in options}
+        return {
+            precision._name(p, cl): (1.0 if precision._name(p, cl) == fastest else 2.0) for p, cl in options
+        }
 
     monkeypatch.setattr(precision, "time_steps", fake)
     first = precision.choose(small_net(), SHAPE, 10, torch.device("cpu"))
@@ -47,7 +51,11 @@ def test_picks_the_fastest_and_caches_it(cache, monkeypatch, fastest):
 
     again = precision.choose(small_net(), SHAPE, 10, torch.device("cpu"))
     assert len(calls) == 1  # read from the cache, not timed again
-    assert (again.precision, again.channels_last, again.cached) == (first.precision, first.channels_last, True)
+    assert (again.precision, again.channels_last, again.cached) == (
+        first.precision,
+        first.channels_last,
+        True,
+    )
     assert "measured earlier on this machine" in again.describe()
 
     # another net, batch shape or candidate set is another entry
@@ -70,3 +78,22 @@ def test_unreadable_or_unwritable_cache_only_costs_a_measurement(cache, monkeypa
     assert choice.timings and not choice.cached
     monkeypatch.setenv("XDG_CACHE_HOME", "/proc/not-writable")
     assert precision.choose(small_net(), SHAPE, 10, torch.device("cpu")).timings
+
+
+def test_runs_starting_together_time_once(cache, monkeypatch):
+    """A sweep's workers start at once: one times the steps, the others wait and read its answer."""
+    calls = []
+
+    def slow(net, shape, num_classes, device, options):
+        calls.append(1)
+        time.sleep(0.5)
+        return {precision._name(p, cl): 1.0 + i for i, (p, cl) in enumerate(options)}
+
+    monkeypatch.setattr(precision, "time_steps", slow)
+    with ThreadPoolExecutor(3) as pool:
+        choices = list(
+            pool.map(lambda _: precision.choose(small_net(), SHAPE, 10, torch.device("cpu")), range(3))
+        )
+    assert len(calls) == 1
+    assert sorted(c.cached for c in choices) == [False, True, True]
+    assert len({(c.precision, c.channels_last) for c in choices}) == 1

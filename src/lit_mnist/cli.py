@@ -18,8 +18,8 @@ from lit_mnist import precision
 from lit_mnist.callbacks import LastCheckpoint, StopOnDivergence, ValidationFigures
 from lit_mnist.callbacks.checkpoint import Stopped
 from lit_mnist.callbacks.divergence import Diverged
-from lit_mnist.callbacks.progress import ProgressBar
 from lit_mnist.callbacks.predictions import PredictionWriter
+from lit_mnist.callbacks.progress import ProgressBar
 from lit_mnist.callbacks.summary import RunSummary
 from lit_mnist.data import DataError, ImageDataModule, preset_spec
 from lit_mnist.errors import ParameterError, UserError, config_key
@@ -243,7 +243,9 @@ class MNISTCLI(LightningCLI):
         device = _device(config.trainer.accelerator)
         fitting = self.config.get("subcommand") in ("fit", None)
         if device is None or model.hparams.compile:  # not timed: mps, other accelerators, compiled nets
-            config.trainer.precision = config.trainer.precision or fastest_precision(config.trainer.accelerator)
+            config.trainer.precision = config.trainer.precision or fastest_precision(
+                config.trainer.accelerator
+            )
             config.model.channels_last = model.channels_last
             return
         batch = getattr(getattr(self.datamodule, "hparams", None), "batch_size", None) or 64

@@ -8,6 +8,7 @@ fastest median wins. The answer is cached per machine, device, torch version, ne
 shape in `$XDG_CACHE_HOME/lit-mnist/precision.json` (default ~/.cache), so later runs start at once.
 """
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -69,10 +70,9 @@ def candidates(device: torch.device, precisions: list[str] | None, layouts: list
 
 
 def cache_key(net: nn.Module, shape: tuple[int, ...], device: torch.device, options) -> str:
-    if device.type == "cuda":
-        where = torch.cuda.get_device_name(device)
-    else:
-        where = f"{cpu_name()} x{os.cpu_count()}"  # not the thread count: DDP processes get fewer
+    # the CPU's cores, not the thread count: DDP processes get fewer threads, and the same answer
+    cpu = f"{cpu_name()} x{os.cpu_count()}"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     parts = [platform.node(), where, torch.__version__, repr(net), str(shape), repr(options)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -90,12 +90,19 @@ def choose(
     cached, else timed now (None instead when `measure` is off)."""
     options = candidates(device, precisions, layouts)
     key = cache_key(net, shape, device, options)
-    cache = _read_cache()
-    if key in cache:
-        entry = cache[key]
-        return Choice(entry["precision"], entry["channels_last"], entry["timings"], cached=True)
-    if not measure:
-        return None
+    # runs that start together (a sweep's workers) time one after another: the later ones read
+    # the first one's answer instead of timing while it trains
+    with _locked():
+        cache = _read_cache()
+        if key in cache:
+            entry = cache[key]
+            return Choice(entry["precision"], entry["channels_last"], entry["timings"], cached=True)
+        if not measure:
+            return None
+        return _measure_and_cache(net, shape, num_classes, device, options, key, cache)
+
+
+def _measure_and_cache(net, shape, num_classes, device, options, key: str, cache: dict) -> Choice:
     # dropout draws from the global generators: the run after this must draw as if untimed
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         timings = time_steps(net, shape, num_classes, device, options)
@@ -117,7 +124,9 @@ def time_steps(net: nn.Module, shape, num_classes: int, device: torch.device, op
     for precision, channels_last in options:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         copy_ = copy.deepcopy(net).to(device).to(memory_format=layout).train()
-        steps[_name(precision, channels_last)] = _step(copy_, images.contiguous(memory_format=layout), labels, precision, device)
+        steps[_name(precision, channels_last)] = _step(
+            copy_, images.contiguous(memory_format=layout), labels, precision, device
+        )
     times: dict[str, list[float]] = {name: [] for name in steps}
     started = time.perf_counter()
     for round_ in range(WARMUP + ROUNDS):
@@ -153,6 +162,22 @@ def _name(precision: str, channels_last: bool) -> str:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def _locked():
+    """An exclusive lock beside the cache file, where the platform and the folder allow one."""
+    try:
+        import fcntl
+
+        cache_path().parent.mkdir(parents=True, exist_ok=True)
+        handle = open(cache_path().with_suffix(".lock"), "w")  # noqa: SIM115 (held until the end)
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _read_cache() -> dict:

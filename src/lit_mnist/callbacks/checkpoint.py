@@ -53,7 +53,9 @@ class LastCheckpoint(Checkpoint):
 
     FILENAME = "last.ckpt"
 
-    def __init__(self, every_n_steps: int = 0, resume_command: str | None = None, on_signals: bool = True) -> None:
+    def __init__(
+        self, every_n_steps: int = 0, resume_command: str | None = None, on_signals: bool = True
+    ) -> None:
         if every_n_steps < 0:
             raise ParameterError(self, "every_n_steps", f"must be 0 or more, got {every_n_steps}")
         self.every_n_steps = every_n_steps
@@ -101,7 +103,9 @@ class LastCheckpoint(Checkpoint):
 
     # The stop itself waits for the next hook: by then Lightning has logged the step's metrics
     # (and an epoch's), so the curves of the stopped run reach the checkpoint's step.
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx
+    ) -> None:
         self._stop_if_prepared(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -119,7 +123,11 @@ class LastCheckpoint(Checkpoint):
     # --- stopping on a signal -------------------------------------------------------------------
 
     def _install(self, trainer: L.Trainer) -> None:
-        if self._installed or not self.on_signals or threading.current_thread() is not threading.main_thread():
+        if (
+            self._installed
+            or not self.on_signals
+            or threading.current_thread() is not threading.main_thread()
+        ):
             return
         self._installed = True
         signal.signal(signal.SIGTERM, self._on_signal)

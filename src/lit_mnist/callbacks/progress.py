@@ -14,7 +14,9 @@ class ProgressBar(TQDMProgressBar):
     needs both that many batches and that much time.
     """
 
-    def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False, interval: float = 0.2):
+    def __init__(
+        self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False, interval: float = 0.2
+    ):
         super().__init__(refresh_rate, process_position, leave)
         self.interval = interval
         self._last_redraw = 0.0

@@ -4,13 +4,12 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 
-from lit_mnist.precision import cpu_name
 from lit_mnist.loggers import log_settings, log_text, run_folder
+from lit_mnist.precision import cpu_name
 from lit_mnist.tools.diagnosis import diagnose_run
 
 TRAINER_SETTINGS = ("max_epochs", "max_steps", "accumulate_grad_batches", "precision", "gradient_clip_val")
@@ -172,7 +171,6 @@ def hardware(trainer: L.Trainer) -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
-
 
 
 def _seed() -> int | None:

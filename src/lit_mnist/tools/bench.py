@@ -167,7 +167,11 @@ def case_a(args) -> dict:
     net = ConvNet(SPEC)
     record = plain_loop(args, loader, test_loader, same, net, False, torch.optim.Adam(net.parameters(), 1e-3))
     return record.result(
-        train_samples=len(train), data_seconds=loading, precision="32-true", channels_last=False, batch_size=64
+        train_samples=len(train),
+        data_seconds=loading,
+        precision="32-true",
+        channels_last=False,
+        batch_size=64,
     )
 
 
@@ -275,7 +279,11 @@ def epoch_seconds(args, configs: list[str], flags: list[str], batch: int) -> tup
     """Seconds per 55k-image epoch, from the second of two short epochs of `args.feature_samples`
     images (the first pays one-time costs: kernel selection, compilation); and the case's record."""
     batches = max(1, args.feature_samples // batch)
-    limits = (f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0", "--trainer.max_epochs=2")
+    limits = (
+        f"--trainer.limit_train_batches={batches}",
+        "--trainer.limit_val_batches=0",
+        "--trainer.max_epochs=2",
+    )
     record = case_lightning(args, configs, (*flags, *limits), evaluate=False)
     return record["epoch_seconds"][-1] * record["train_samples"] / (batches * batch), record
 
@@ -284,7 +292,9 @@ def case_features(args) -> dict:
     """Seconds per epoch of the default recipe with one option changed."""
     seconds, settings = {}, {}
     for name, flags in FEATURES.items():
-        seconds[name], record = epoch_seconds(args, CONFIGS["c"], flags, 256 if "--data.batch_size=256" in flags else 64)
+        seconds[name], record = epoch_seconds(
+            args, CONFIGS["c"], flags, 256 if "--data.batch_size=256" in flags else 64
+        )
         settings[name] = f"{record['precision']}{', channels_last' if record['channels_last'] else ''}"
         print(f"  {name}: {seconds[name]:.2f} s/epoch", file=sys.stderr, flush=True)
     return {"feature_seconds": seconds, "feature_settings": settings}
@@ -351,8 +361,12 @@ def case_overhead(args) -> dict:
 
     def bare() -> float:
         clock = Clock()
-        quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-        trainer = L.Trainer(max_epochs=1, limit_val_batches=0, precision=choice.precision, callbacks=[clock], **quiet)
+        quiet = dict(
+            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+        )
+        trainer = L.Trainer(
+            max_epochs=1, limit_val_batches=0, precision=choice.precision, callbacks=[clock], **quiet
+        )
         trainer.fit(Bare(), data)
         return clock.ms
 
@@ -381,7 +395,12 @@ def case_overhead(args) -> dict:
     for _ in range(args.overhead_rounds):
         for name, way in ways.items():
             times[name].append(way())
-    return {"step_ms": times, "precision": choice.precision, "channels_last": choice.channels_last, "batch_size": 64}
+    return {
+        "step_ms": times,
+        "precision": choice.precision,
+        "channels_last": choice.channels_last,
+        "batch_size": 64,
+    }
 
 
 def run_case(args) -> None:
@@ -461,14 +480,14 @@ def table(results: dict, args) -> str:
         plain = next(iter(medians.values()))
         ratios += [
             "",
-            f"Where the per-step cost goes (case g: {_settings(g)}; {args.overhead_steps} steps after {min(50, args.overhead_steps)} of "
-            f"warm-up, {args.overhead_rounds} rounds in turns, medians):",
+            f"Where the per-step cost goes (case g: {_settings(g)}; {args.overhead_steps} steps after "
+            f"{min(50, args.overhead_steps)} of warm-up, {args.overhead_rounds} rounds in turns, medians):",
             "",
             "| loop | ms/step (median) | each round | time vs plain loop |",
             "| --- | --- | --- | --- |",
             *(
-                f"| {name} | {ms:.2f} | {', '.join(f'{x:.2f}' for x in g['step_ms'][name])} | {ms / plain:.3f}x |"
-                for name, ms in medians.items()
+                f"| {name} | {ms:.2f} | {', '.join(f'{x:.2f}' for x in rounds)} | {ms / plain:.3f}x |"
+                for (name, ms), rounds in zip(medians.items(), g["step_ms"].values(), strict=True)
             ),
         ]
     if "f" in results:
