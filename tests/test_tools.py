@@ -151,7 +151,7 @@ def test_compare_passes_every_other_flag_to_each_fit(monkeypatch):
         (["seeds", "--seeds", "1", "--seed_everything=3"], "error: give the seed with --seeds"),
         (["seeds", "--seeds", "1", "--", "test"], "error: the runs are `lit-mnist fit` runs, not `test`"),
         (["compare", "--epochs", "0"], "error: --epochs must be at least 1, got 0"),
-        (["bench", "--cases", "ax"], "error: unknown case(s) x; choose from abcdf"),
+        (["bench", "--cases", "ax"], "error: unknown case(s) x; choose from abcdefg"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(argv, message, tmp_path, capsys):
