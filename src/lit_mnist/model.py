@@ -62,8 +62,8 @@ class MNISTClassifier(L.LightningModule):
             channels_last: run convolutions in the channels-last memory layout. None: as
                 `--auto_precision` measures fastest on the device at hand (channels-last when it
                 does not measure).
-            compile: compile the net with torch.compile; its first steps compile. On that CPU the
-                seed CNN ran 1.37x slower compiled (bench case f): measure before relying on it.
+            compile: compile the net with torch.compile; its first steps compile. On the 2-core CPU
+                of docs/bench.md the seed CNN ran slower compiled (case f): measure first.
         """
         super().__init__()
         settings = dict(features=features, classifier=classifier, schedule=schedule, lr_scaling=lr_scaling)
