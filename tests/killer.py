@@ -31,13 +31,16 @@ class KillWhileSaving(L.Callback):
 
 class SignalAtStep(L.Callback):
     """Sends this process `signum` (SIGTERM by default) right after optimizer step `step`, as a
-    scheduler or Ctrl+C would; `again` sends it a second time at once."""
+    scheduler or Ctrl+C would; `again` sends it a second time at once; `rank`: only in that
+    process of a DDP run."""
 
-    def __init__(self, step: int, signum: str = "SIGTERM", again: bool = False) -> None:
-        self.step, self.signum, self.again = step, getattr(signal, signum), again
+    def __init__(
+        self, step: int, signum: str = "SIGTERM", again: bool = False, rank: int | None = None
+    ) -> None:
+        self.step, self.signum, self.again, self.rank = step, getattr(signal, signum), again, rank
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), self.signum)
             if self.again:
                 os.kill(os.getpid(), self.signum)

@@ -1,6 +1,10 @@
 """Two processes on the CPU (DDP over gloo), run as a subprocess like a user runs it."""
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -80,3 +84,47 @@ def test_ddp_accuracy_matches_one_process(runs):
     single, ddp, _ = runs
     accuracy = [json.loads((r / "version_0" / "metrics.json").read_text())["test/acc"] for r in (single, ddp)]
     assert accuracy[0] > 0.8 and abs(accuracy[0] - accuracy[1]) <= 0.1, accuracy
+
+
+def test_a_signal_to_one_process_stops_both_at_the_same_step(fake_mnist, tmp_path):
+    """SIGTERM to the first process only: both stop after the same step, last.ckpt is written
+    there once, one line says so, and the printed command resumes the DDP run to its end."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    ddp = [
+        *RUN,
+        f"--data.data_dir={fake_mnist}",
+        "--data.batch_size=16",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+    ]
+    signal_rank_0 = [
+        "--trainer.callbacks+=killer.SignalAtStep",
+        "--trainer.callbacks.step=12",
+        "--trainer.callbacks.rank=0",
+    ]
+    stopped = subprocess.run(
+        [sys.executable, "-m", "lit_mnist", *ddp, *signal_rank_0],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    lines = [line for line in stopped.stderr.splitlines() if line.startswith("stopped by")]
+    assert len(lines) == 1 and "stopped by SIGTERM at epoch 1, step 12: wrote" in lines[0], stopped.stderr[
+        -3000:
+    ]
+    run = tmp_path / "logs" / "default" / "version_0"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 12
+
+    args = [a for a in shlex.split(lines[0].split("resume with: ", 1)[1])[1:] if "callbacks" not in a]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "lit_mnist", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 32

@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Stopped as err:  # SIGTERM or Ctrl+C: last.ckpt written
-        print(err, file=sys.stderr)
+        if str(err):  # the first process of a DDP run speaks for all
+            print(err, file=sys.stderr)
         sys.exit(err.exit_code)
     except ArgumentError as err:
         print(f"error: {_one_line(str(err))} (see lit-mnist <subcommand> --help)", file=sys.stderr)

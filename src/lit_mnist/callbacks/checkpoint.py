@@ -171,6 +171,8 @@ class LastCheckpoint(Checkpoint):
         requeued = self._requeue and trainer.is_global_zero and _requeue_slurm_job()
         name = signal.Signals(signum).name
         where = f"stopped by {name} at epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if not trainer.is_global_zero:  # one line for the run: the first process says it
+            raise Stopped("", signum)
         if self._saved_step != trainer.global_step:  # a smoke run (fast_dev_run) saves nothing
             raise Stopped(f"{where}; no checkpoint written", signum)
         resume = f"resume with: {self._resume(self.path)}"
