@@ -64,6 +64,7 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = -1
         self._signal: int | None = None  # the signal received, acted on at the end of the step
         self._requeue = False
+        self._requeue_signal: int | None = None  # SLURM's, when Lightning's SLURM environment requeues
         self._installed = False
         self._stopping: int | None = None  # last.ckpt written for this signal: stop at the next hook
 
@@ -141,7 +142,7 @@ class LastCheckpoint(Checkpoint):
     def _on_signal(self, signum: int, frame) -> None:
         if signum == signal.SIGINT and self._signal == signal.SIGINT:
             raise KeyboardInterrupt  # Ctrl+C twice: stop now, without a checkpoint
-        if signum == getattr(self, "_requeue_signal", None):
+        if signum == self._requeue_signal:
             self._requeue = True
         if self._signal is None or signum == signal.SIGINT:
             self._signal = signum

@@ -311,6 +311,7 @@ def case_overhead(args) -> dict:
     import lightning as L
 
     from lit_mnist import precision
+    from lit_mnist.cli import MNISTCLI
     from lit_mnist.data import SPEC, MNISTDataModule
     from lit_mnist.nets import ConvNet
 
@@ -387,8 +388,6 @@ def case_overhead(args) -> dict:
             cli.trainer.callbacks.append(clock)
             cli.trainer.fit(cli.model, cli.datamodule)
         return clock.ms
-
-    from lit_mnist.cli import MNISTCLI
 
     ways = {"plain loop": plain, "bare LightningModule": bare, "template (default.yaml)": template}
     times: dict[str, list[float]] = {name: [] for name in ways}
