@@ -125,6 +125,23 @@ def test_signal_writes_last_and_resumes_exactly(signum, step, fake_mnist, tmp_pa
     assert_same_run(outcome(tmp_path), uninterrupted)
 
 
+def test_a_signal_in_the_last_validation_skips_the_test_after_fit(fake_mnist, tmp_path):
+    """SIGTERM during the last validation: the fit ends whole, last.ckpt is
+    that of the last step, the test after the fit is not run, and the status is 143."""
+    stopped = fit(
+        tmp_path, fake_mnist, "--trainer.callbacks+=killer.SignalAtStep",
+        "--trainer.callbacks.step=48", "--trainer.callbacks.in_validation=true",
+    )  # fmt: skip
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    run = tmp_path / "logs" / "default" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 48
+    assert not (run / "metrics.json").exists()
+    where = "stopped by SIGTERM after the last step (step 48), before any test"
+    assert f"{where}: wrote {last.relative_to(tmp_path)}" in stopped.stderr
+    assert "test/acc" not in stopped.stdout
+
+
 def test_ctrl_c_twice_aborts_at_once(fake_mnist, tmp_path):
     stopped = fit(
         tmp_path, fake_mnist, "--trainer.callbacks+=killer.SignalAtStep",

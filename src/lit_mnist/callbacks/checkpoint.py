@@ -112,6 +112,12 @@ class LastCheckpoint(Checkpoint):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop_if_prepared(trainer)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a signal during the last epoch's validation: the fit is whole, the test after it skipped
+        if self._stopping is None and self._stop_requested(trainer):
+            self._prepare_stop(trainer)
+        self._stop_if_prepared(trainer, finished=True)
+
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
@@ -164,14 +170,17 @@ class LastCheckpoint(Checkpoint):
             self._save(trainer)
         self._stopping = self._signal or signal.SIGTERM  # another process of the run received it
 
-    def _stop_if_prepared(self, trainer: L.Trainer) -> None:
+    def _stop_if_prepared(self, trainer: L.Trainer, finished: bool = False) -> None:
         signum = self._stopping
         if signum is None:
             return
         self._stopping = None
         requeued = self._requeue and trainer.is_global_zero and _requeue_slurm_job()
         name = signal.Signals(signum).name
-        where = f"stopped by {name} at epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if finished:  # the epoch counter has moved past the last epoch
+            where = f"stopped by {name} after the last step (step {trainer.global_step}), before any test"
+        else:
+            where = f"stopped by {name} at epoch {trainer.current_epoch}, step {trainer.global_step}"
         if not trainer.is_global_zero:  # one line for the run: the first process says it
             raise Stopped("", signum)
         if self._saved_step != trainer.global_step:  # a smoke run (fast_dev_run) saves nothing

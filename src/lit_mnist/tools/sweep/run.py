@@ -303,6 +303,7 @@ class Sweep:
         self.workers, self.url, self.grace = workers, url, grace
         self.running: dict[int, subprocess.Popen] = {}
         self.stopping = False
+        self.ended = 0  # workers whose loop has ended
         self.failures = 0  # in a row: a run that fails every time stops the sweep
         self.lock = threading.Lock()
         self.asking, self.holding, self.waited = threading.Lock(), set(), False
@@ -366,14 +367,18 @@ class Sweep:
             thread = threading.Thread(target=self._work, args=(study, env, errors), daemon=True)
             threads.append(thread)
         previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # The waits are sleeps on a count the workers keep, not Thread.join: a signal that
+        # interrupts join() makes Python (3.11, 3.12) take the running thread for finished.
+        self.ended = 0
         try:
             for thread in threads:
                 thread.start()
-            while alive := [thread for thread in threads if thread.is_alive()]:
-                alive[0].join(0.2)  # a signal's handler runs between the waits
+            while self.ended < len(threads):
+                time.sleep(0.2)  # a signal's handler runs between the sleeps
         except KeyboardInterrupt:
-            for thread in threads:  # each marks its trial failed
-                thread.join(timeout=60)
+            deadline = time.monotonic() + 60
+            while self.ended < len(threads) and time.monotonic() < deadline:
+                time.sleep(0.2)  # each worker marks its trial failed
             raise
         finally:
             for sig, handler in previous.items():
@@ -406,6 +411,9 @@ class Sweep:
         except BaseException as err:  # reaches the main thread, which raises it
             errors.append(err)
             self.stopping = True
+        finally:
+            with self.lock:
+                self.ended += 1
 
     def _next_step(self, study) -> str:
         """ "run" a trial, "wait" for the trials that would complete the study to finish elsewhere
