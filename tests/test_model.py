@@ -48,6 +48,31 @@ def test_label_smoothing_changes_the_loss():
     assert not torch.isclose(plain.shared_step(batch, plain.train_metrics)[0], expected)
 
 
+def test_epoch_metrics_weigh_every_sample_the_same():
+    """The epoch's loss and accuracy are per-sample means, with a short last batch, in training
+    (running sums handed over at the epoch's end or when the state is saved) as in validation."""
+    torch.manual_seed(0)
+    model = MNISTClassifier(SPEC)
+    batches = [(torch.randn(n, 1, 28, 28), torch.randint(0, 10, (n,))) for n in (16, 16, 3)]
+    images, labels = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    with torch.no_grad():
+        logits = model(images)
+        loss = nn.functional.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        for stage in ("train", "val"):
+            metrics = getattr(model, f"{stage}_metrics")
+            model.shared_step(batches[0], metrics)
+            saved = model.state_dict()  # mid-epoch: the running sums go with the state
+            if stage == "train":
+                assert saved["train_metrics.loss.weight"] == 16
+            for batch in batches[1:]:
+                model.shared_step(batch, metrics)
+            model._hand_over()
+            values = metrics.compute()
+            assert torch.isclose(values[f"{stage}/loss"], loss), stage
+            assert torch.isclose(values[f"{stage}/acc"], accuracy), stage
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
