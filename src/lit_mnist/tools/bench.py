@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "--feature_samples", type=int, default=12800, help="images per timed epoch in cases e and f"
     )
     parser.add_argument("--overhead_steps", type=int, default=400, help="timed steps per loop in case g")
-    parser.add_argument("--overhead_rounds", type=int, default=3, help="rounds of case g's three loops")
+    parser.add_argument("--overhead_rounds", type=int, default=5, help="rounds of case g's three loops")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads in every case")
     parser.add_argument("--min_epochs", type=int, default=3, help="epochs at least, for the median")
     parser.add_argument(
