@@ -15,7 +15,7 @@ PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard bench compare results experiments predict plots export notebooks sweep lint clean
+.PHONY: install train test tensorboard bench bench-gpu compare results experiments predict plots export notebooks sweep lint clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ sweep: $(STAMP)
 # make bench [ARGS="--cases bc"]: the template against plain PyTorch, report in docs/bench.md
 bench: $(STAMP)
 	$(BIN)/lit-mnist bench --data.data_dir=$(DATA_DIR) $(ARGS)
+
+# make bench-gpu: on a CUDA GPU, samples/s at large batches and gpu_fast.yaml's time to 99%, into docs/bench-gpu.md
+bench-gpu: $(STAMP)
+	$(BIN)/lit-mnist bench-gpu --data.data_dir=$(DATA_DIR) $(ARGS)
 
 experiments: $(STAMP)
 	@for name in $(EXPERIMENTS); do \

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from lit_mnist.tools import TOOLS, overview, run_tool
+from lit_mnist.tools import TOOLS, overview, run_tool, tool_module
 from lit_mnist.tools.progress import Progress, duration
 
 
@@ -25,7 +25,7 @@ def test_each_tool_answers_help_under_its_subcommand_name(name, capsys):
     assert status == 0
     assert out.startswith(f"usage: lit-mnist {name} [-h]")
     # the usage in the module docstring is the spelling a user types
-    assert f"\n    lit-mnist {name} " in importlib.import_module(f"lit_mnist.tools.{name}").__doc__
+    assert f"\n    lit-mnist {name} " in importlib.import_module(tool_module(name)).__doc__
 
 
 def test_the_overview_names_every_subcommand():

@@ -11,7 +11,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentError
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lit_mnist import precision
@@ -213,10 +213,16 @@ class MNISTCLI(LightningCLI):
         kwargs.setdefault("precision", config.trainer.precision)
         trainer = super().instantiate_trainer(**kwargs)
         callbacks = trainer.callbacks
-        # Lightning's own bar redraws after every batch: the same bar, redrawn a few times a second
+        # Lightning's own bar redraws after every batch, and where `rich` is installed its default
+        # is a RichProgressBar, which also reads the logged metrics back from the GPU after every
+        # batch: the template's bar instead, redrawn a few times a second (a RichProgressBar asked
+        # for in --trainer.callbacks stays)
+        rich_asked = "RichProgressBar" in str(config.trainer.get("callbacks"))
         for i, callback in enumerate(callbacks):
             if type(callback) is TQDMProgressBar:
                 callbacks[i] = ProgressBar(callback.refresh_rate, callback.process_position, callback._leave)
+            elif type(callback) is RichProgressBar and not rich_asked:
+                callbacks[i] = ProgressBar()
         if not trainer.loggers:  # --trainer.logger=false: nothing to write learning rates to
             callbacks[:] = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         if config.get("stop_on_nan"):

@@ -25,8 +25,27 @@ from lit_mnist.optim import (
     scheduler_run_arguments,
 )
 
+# The training loss of single steps, logged every trainer.log_every_n_steps steps.
+STEP_LOSS = "train/loss_step"
 # A net class (or any callable) that builds the net for the images a DataSpec describes.
 NetFactory = Callable[[DataSpec], nn.Module]
+
+
+def fused_on_gpu(factory: Callable, device: torch.device) -> dict:
+    """{"fused": True} for Adam or AdamW left at `fused: null` (the default) on a CUDA device, else
+    {}: one fused kernel then updates every parameter, where the for-each path launches about ten
+    per step; for a small net's step the Python time of those launches is what the GPU waits on.
+    `--model.optimizer.init_args.fused=false` keeps the for-each path."""
+    keywords = getattr(factory, "keywords", None) or {}
+    classes = [a for a in getattr(factory, "args", ()) if isinstance(a, type)]
+    chosen = [c for c in classes if issubclass(c, torch.optim.Optimizer)]
+    if device.type != "cuda" or "fused" not in keywords or keywords["fused"] is not None:
+        return {}
+    if not chosen or not issubclass(chosen[0], (torch.optim.Adam, torch.optim.AdamW)):
+        return {}
+    if keywords.get("foreach") or keywords.get("differentiable"):  # torch refuses them with fused
+        return {}
+    return {"fused": True}
 
 
 class WeightedMean(Metric):
@@ -189,10 +208,12 @@ class MNISTClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self.shared_step(batch, self.train_metrics)
-        # self.log costs a large share of a small step: call it only on the steps the logger writes
+        # self.log costs a large share of a small step: call it only on the steps the logger writes.
+        # Not prog_bar=True: Lightning would then copy the value to the CPU after every later batch,
+        # waiting for the GPU each time; the template's ProgressBar shows it at its redraws.
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
-            self.log("train/loss_step", loss, prog_bar=True)
+            self.log(STEP_LOSS, loss)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -241,7 +262,8 @@ class MNISTClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         try:
-            optimizer = self.optimizer_factory(param_groups(self.net, *self.groups))
+            groups = param_groups(self.net, *self.groups)
+            optimizer = self.optimizer_factory(groups, **fused_on_gpu(self.optimizer_factory, self.device))
         except ValueError as err:  # torch.optim's own checks: "Invalid momentum value: -1"
             raise ParameterError(self, "optimizer", f"cannot be built: {err}") from None
         batch_factor = self.lr_batch_factor()

@@ -29,15 +29,21 @@ TOOLS = {
     "folders": "an IDX dataset (MNIST, ...) written out as PNG class folders for ImageFolderDataModule",
     "notebooks": "run the notebooks headless and keep copies with their outputs",
     "bench": "training speed of the template against plain PyTorch",
+    "bench-gpu": "the same on a GPU: samples/s at large batches, and gpu_fast.yaml's time to 99%",
     "sweep": "an Optuna study over a search space (configs/sweeps/): trials in parallel, pruned, resumable",
 }
+
+
+def tool_module(name: str) -> str:
+    """The module of the tool `name` (a hyphen in the command, an underscore in the module)."""
+    return f"lit_mnist.tools.{name.replace('-', '_')}"
 
 
 def run_tool(name: str, argv: list[str]) -> None:
     """`lit-mnist <name> <argv>`: imports only the tool asked for."""
     if name not in TOOLS:
         raise ValueError(f"unknown tool {name!r}; the tools are {', '.join(TOOLS)}")
-    importlib.import_module(f"lit_mnist.tools.{name}").main(argv, prog=f"lit-mnist {name}")
+    importlib.import_module(tool_module(name)).main(argv, prog=f"lit-mnist {name}")
 
 
 def overview() -> str:

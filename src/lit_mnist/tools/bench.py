@@ -305,6 +305,28 @@ def case_best(args) -> dict:
     return {"best_seconds": seconds, **{k: record[k] for k in ("precision", "channels_last", "batch_size")}}
 
 
+def bare_module(layout: torch.memory_format):
+    """The seed CNN, cross-entropy and Adam as a bare LightningModule: no metrics, no logging."""
+    import lightning as L
+
+    from lit_mnist.data import SPEC
+    from lit_mnist.nets import ConvNet
+
+    class Bare(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = ConvNet(SPEC).to(memory_format=layout)
+
+        def training_step(self, batch, batch_idx):
+            images, labels = batch
+            return F.cross_entropy(self.net(images.contiguous(memory_format=layout)), labels)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), 1e-3)
+
+    return Bare()
+
+
 def case_overhead(args) -> dict:
     """Milliseconds per step of the default recipe's step three ways, in turns (rounds), each
     timed over `args.overhead_steps` steps after 50 of warm-up."""
@@ -348,18 +370,6 @@ def case_overhead(args) -> dict:
                 self.ms = 1000 * (time.perf_counter() - self.start) / steps
                 trainer.should_stop = True
 
-    class Bare(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = ConvNet(SPEC).to(memory_format=layout)
-
-        def training_step(self, batch, batch_idx):
-            images, labels = batch
-            return F.cross_entropy(self.net(images.contiguous(memory_format=layout)), labels)
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), 1e-3)
-
     def bare() -> float:
         clock = Clock()
         quiet = dict(
@@ -368,7 +378,7 @@ def case_overhead(args) -> dict:
         trainer = L.Trainer(
             max_epochs=1, limit_val_batches=0, precision=choice.precision, callbacks=[clock], **quiet
         )
-        trainer.fit(Bare(), data)
+        trainer.fit(bare_module(layout), data)
         return clock.ms
 
     def template() -> float:
