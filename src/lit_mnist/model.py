@@ -33,8 +33,9 @@ NetFactory = Callable[[DataSpec], nn.Module]
 
 def fused_on_gpu(factory: Callable, device: torch.device) -> dict:
     """{"fused": True} for Adam or AdamW left at `fused: null` (the default) on a CUDA device, else
-    {}: one fused kernel then updates every parameter, where the for-each path launches about ten
-    per step; for a small net's step the Python time of those launches is what the GPU waits on.
+    {}: one fused call per parameter group then updates its parameters, where the for-each path
+    makes about six (add, lerp, addcmul, sqrt, ...); for a small net's step the host's time for
+    those launches is what the GPU waits on.
     `--model.optimizer.init_args.fused=false` keeps the for-each path."""
     keywords = getattr(factory, "keywords", None) or {}
     classes = [a for a in getattr(factory, "args", ()) if isinstance(a, type)]
