@@ -13,6 +13,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_mnist.compat import stepping_batches
 from lit_mnist.data import DataSpec
 from lit_mnist.errors import ParameterError
 from lit_mnist.nets import ConvNet
@@ -274,7 +275,7 @@ class MNISTClassifier(L.LightningModule):
 
         def intervals() -> float | None:  # the scheduler's intervals in the run
             step = self.schedule.interval == "step"
-            return self.trainer.estimated_stepping_batches if step else self.trainer.max_epochs
+            return stepping_batches(self.trainer) if step else self.trainer.max_epochs
 
         try:
             derived = scheduler_run_arguments(

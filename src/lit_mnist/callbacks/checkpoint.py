@@ -16,6 +16,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 
 from lit_mnist.callbacks.divergence import diverged
+from lit_mnist.compat import end_restart
 from lit_mnist.errors import ParameterError
 from lit_mnist.loggers import run_folder
 
@@ -67,6 +68,8 @@ class LastCheckpoint(Checkpoint):
         self._requeue_signal: int | None = None  # SLURM's, when Lightning's SLURM environment requeues
         self._installed = False
         self._stopping: int | None = None  # last.ckpt written for this signal: stop at the next hook
+        self._trained_this_epoch = False  # a batch of the current epoch trained in this process
+        self._seen_step = 0  # the optimizer step count after the last batch
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         main = trainer.checkpoint_callback
@@ -87,16 +90,36 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install(trainer)
+        self._seen_step = trainer.global_step  # restored by now, when resuming
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx):
+        self._trained_this_epoch = True
         step = trainer.global_step
+        stepped, self._seen_step = step != self._seen_step, step
+        if not stepped or batch_idx + 1 >= trainer.num_training_batches:
+            # Only right after an optimizer step: within a window of accumulated gradients, the
+            # gradients so far are not saved. Not at an epoch's last batch: Lightning resumes such a
+            # checkpoint by skipping the rest of that epoch (its validation, epoch-end hooks and
+            # schedulers); the epoch's end writes and stops instead.
+            return
         if self.every_n_steps and step % self.every_n_steps == 0 and step != self._saved_step:
             self._save(trainer)
         if self._stop_requested(trainer):
             self._prepare_stop(trainer)
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._trained_this_epoch = False
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop_if_prepared(trainer)
+        if self._trained_this_epoch and trainer.fit_loop.restarting:
+            end_restart(trainer)  # a resumed epoch's ReduceLROnPlateau step, as in a run never stopped
+        if trainer.max_steps != -1:
+            # A fit bounded by max_steps does not resume exactly from a checkpoint written here:
+            # Lightning 2.6 then runs the end of this epoch a second time and gives the next epoch's
+            # sampler the epoch after it (see lit_mnist.compat). The step-wise writes and the
+            # write at the end of the fit cover such runs, and a signal stops after the next step.
+            return
         # monitoring callbacks run after the module's hook: the epoch's train metrics are reset
         self._save(trainer)
         if self._stop_requested(trainer):
@@ -116,6 +139,8 @@ class LastCheckpoint(Checkpoint):
         # a signal during the last epoch's validation: the fit is whole, the test after it skipped
         if self._stopping is None and self._stop_requested(trainer):
             self._prepare_stop(trainer)
+        elif self._saved_step != trainer.global_step:  # a fit bounded by max_steps ends here
+            self._save(trainer)
         self._stop_if_prepared(trainer, finished=True)
 
     def _save(self, trainer: L.Trainer) -> None:

@@ -199,6 +199,10 @@ class ImageDataModule(L.LightningDataModule):
             batch_size=hp.batch_size if train else hp.eval_batch_size,
             sampler=sampler,
             collate_fn=index_batch if hp.on_device else GatherBatch(self.images, self.labels),
+            # each new iterator draws its workers' base seed from this generator, not from the
+            # global one that dropout and augmentation draw from: a run resumed at an epoch's end
+            # (where the uninterrupted run makes the next epoch's iterator) continues their streams
+            generator=torch.Generator().manual_seed(seed),
             **self.loader.dataloader_kwargs(train),
             **options,
         )

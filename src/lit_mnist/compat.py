@@ -1,0 +1,37 @@
+"""Where the template reaches into Lightning's internals to work around its bugs: one function each,
+saying what it asks for, why, and which versions it was checked against (lightning 2.6.6).
+tests/test_compat.py fails loudly when an upgrade moves what these functions touch."""
+
+import lightning as L
+
+
+def stepping_batches(trainer: L.Trainer) -> int | float:
+    """`trainer.estimated_stepping_batches` (the optimizer steps of the whole fit) without its side
+    effect on a resumed fit.
+
+    Read in `configure_optimizers` (OneCycleLR's total_steps), it sets up the training loader before
+    the checkpoint is restored; the fit loop then keeps that loader and never hands it the position
+    saved in the checkpoint, so a mid-epoch resume replays the epoch from its start (Lightning issue
+    20550, open in 2.6.6). The loader set up for counting is dropped here: the fit loop sets it up
+    again after the restore, and loads the saved position into it."""
+    loop = trainer.fit_loop
+    counted_here = loop._combined_loader is None
+    total = trainer.estimated_stepping_batches
+    if counted_here and loop._combined_loader is not None:
+        if loop._data_fetcher is not None:  # its iterator may have started worker processes
+            loop._data_fetcher.teardown()
+            loop._data_fetcher = None
+        loop._combined_loader = None
+    return total
+
+
+def end_restart(trainer: L.Trainer) -> None:
+    """Tell the fit loop, at the end of an epoch that trained in this process, that it is no
+    longer restarting from a checkpoint.
+
+    Lightning skips ReduceLROnPlateau's step at the end of the first epoch of a resumed fit, so
+    that a fit restored at an epoch's end does not step on validation metrics it no longer has
+    (Lightning PR 14702). A fit resumed mid-epoch has trained and validated the rest of that epoch
+    here: the uninterrupted run steps there, and so must this one. The loop clears the flag itself
+    once this epoch is over; this clears it just before its plateau step (lightning 2.6.6)."""
+    trainer.fit_loop._restarting = False
