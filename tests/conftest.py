@@ -8,6 +8,7 @@ import lightning as L
 import pytest
 import torch
 
+from forkserver import ForkServer
 from lit_mnist.data import FILES, raw_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +75,16 @@ def quiet_trainer(**kwargs) -> L.Trainer:
         "enable_model_summary": False,
     }
     return L.Trainer(**{**quiet, **kwargs})
+
+
+@pytest.fixture(scope="session")
+def fork_server():
+    """Runs `lit-mnist ARGS` in forked children of one process that imported it once
+    (tests/forkserver.py); tests/ is on its path, for the killer callbacks."""
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    with ForkServer(env) as server:
+        yield server
 
 
 def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

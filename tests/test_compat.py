@@ -6,12 +6,20 @@ import inspect
 from lightning.pytorch.loops import _FitLoop
 
 from conftest import quiet_trainer
+from lit_mnist.compat import starts_processes_per_stage
 
 
 def test_the_fit_loop_attributes_compat_touches_exist():
     loop = quiet_trainer(max_epochs=1).fit_loop
     for name in ("_combined_loader", "_data_fetcher", "_restarting"):
         assert hasattr(loop, name), f"lightning's fit loop has no {name}: revisit lit_mnist.compat"
+
+
+def test_ddp_spawn_is_known_by_its_launcher():
+    spawning = quiet_trainer(strategy="ddp_spawn", devices=2, accelerator="cpu", max_epochs=1)
+    assert starts_processes_per_stage(spawning)
+    assert not starts_processes_per_stage(quiet_trainer(strategy="ddp", devices=2, accelerator="cpu"))
+    assert not starts_processes_per_stage(quiet_trainer(max_epochs=1))
 
 
 def test_lightning_still_skips_the_plateau_step_of_a_resumed_epoch():

@@ -3,7 +3,6 @@ killed with SIGKILL, resumed again, it ends with the weights, optimizer and sche
 and curves of the same run left alone. A new config in configs/experiments/ is covered by being
 there; the flags below only shorten it."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,7 @@ import torch
 import yaml
 
 from conftest import ROOT
-from forkserver import ForkServer
 from test_resume import assert_same_run, run_outcome
-
-TESTS = Path(__file__).parent
 
 
 def reads_mnist_family(config: Path) -> bool:
@@ -41,13 +37,6 @@ def shortened(config: Path, data: Path) -> list[str]:
     if trainer.get("max_epochs") == -1:  # iteration-based: validate within the shortened run
         flags.append("--trainer.val_check_interval=10")
     return flags
-
-
-@pytest.fixture(scope="module")
-def server():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    with ForkServer(env) as server:
-        yield server
 
 
 def run_folder(cwd: Path) -> Path:
@@ -80,29 +69,29 @@ def assert_equal_nested(actual, expected, where: str = "") -> None:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_every_recipe_resumes_exactly(config, server, fake_mnist, tmp_path):
+def test_every_recipe_resumes_exactly(config, fork_server, fake_mnist, tmp_path):
     flags = shortened(config, fake_mnist)
     alone, stopped = tmp_path / "alone", tmp_path / "stopped"
     alone.mkdir()
     stopped.mkdir()
-    result = server.run(flags, cwd=alone)
+    result = fork_server.run(flags, cwd=alone)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = run_outcome(run_folder(alone))
     steps = expected[1]["steps"]
     term_step, kill_step = steps // 3 + 1, 2 * steps // 3 + 1
     assert 0 < term_step < kill_step < steps
 
-    term = server.run(
+    term = fork_server.run(
         [*flags, "--trainer.callbacks+=killer.SignalAtStep", f"--trainer.callbacks.step={term_step}"],
         cwd=stopped,
     )
     assert term.returncode == 143, term.stderr[-3000:]
     kill = ["--trainer.callbacks+=killer.KillAtStep", f"--trainer.callbacks.step={kill_step}"]
-    killed = server.run([*flags, "--ckpt_path=last", *kill], cwd=stopped)
+    killed = fork_server.run([*flags, "--ckpt_path=last", *kill], cwd=stopped)
     assert killed.returncode == -9, killed.stderr[-3000:]
     saved = torch.load(run_folder(stopped) / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
     assert term_step < saved <= kill_step  # resumed from a checkpoint the resumed run wrote
-    resumed = server.run([*flags, "--ckpt_path=last"], cwd=stopped)
+    resumed = fork_server.run([*flags, "--ckpt_path=last"], cwd=stopped)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     assert_same_run(run_outcome(run_folder(stopped)), expected)

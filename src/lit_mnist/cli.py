@@ -1,9 +1,11 @@
 """The command line: LightningCLI with the template's defaults, fit followed by test, one-line
 errors, and the tools around finished runs as subcommands of the same command."""
 
+import importlib.util
 import os
 import shlex
 import sys
+import traceback
 from importlib.metadata import version
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentError
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -21,6 +24,7 @@ from lit_mnist.callbacks.divergence import Diverged
 from lit_mnist.callbacks.predictions import PredictionWriter
 from lit_mnist.callbacks.progress import ProgressBar
 from lit_mnist.callbacks.summary import RunSummary
+from lit_mnist.compat import starts_processes_per_stage
 from lit_mnist.data import DataError, ImageDataModule, preset_spec
 from lit_mnist.errors import ParameterError, UserError, config_key
 from lit_mnist.loggers import allow_mlflow_file_store, experiment_dir, resume_into, run_folder
@@ -28,7 +32,8 @@ from lit_mnist.model import MNISTClassifier
 from lit_mnist.tools import TOOLS, overview, run_tool
 from lit_mnist.tools.runs import newest_last_checkpoint, read_checkpoint, run_dir_of, shape_mismatch
 
-# Lightning's own meanings of --ckpt_path; anything else must be a file.
+# Lightning's own meanings of --ckpt_path (and `registry:<model>[:version:<v>]`, Lightning's model
+# registry); anything else must be a file.
 CKPT_KEYWORDS = ("best", "hpc", "registry")
 # Callbacks with a group of flags of their own (--checkpoint.*, --figures.*, --lr_monitor.*).
 CALLBACK_GROUPS = {
@@ -149,7 +154,13 @@ class MNISTCLI(LightningCLI):
         allow_mlflow_file_store(config.trainer.logger)
         if self._slurm_restart(config):
             config.ckpt_path = "last"
-        if config.get("ckpt_path") and config.ckpt_path not in CKPT_KEYWORDS:
+        registry = str(config.get("ckpt_path")).lower().startswith("registry")
+        if registry and importlib.util.find_spec("litmodels") is None:  # else Lightning opens it as a file
+            raise UserError(
+                f"--ckpt_path {config.ckpt_path}: Lightning's model registry needs the litmodels package "
+                "(pip install litmodels)"
+            )
+        if config.get("ckpt_path") and not _lightning_keyword(config.ckpt_path):
             path = config.ckpt_path
             if path == "last":
                 path = str(newest_last_checkpoint(experiment_dir(config.trainer.logger)))
@@ -223,6 +234,10 @@ class MNISTCLI(LightningCLI):
                 callbacks[i] = ProgressBar(callback.refresh_rate, callback.process_position, callback._leave)
             elif type(callback) is RichProgressBar and not rich_asked:
                 callbacks[i] = ProgressBar()
+        if trainer.logger is not None and starts_processes_per_stage(trainer):
+            # ddp_spawn: the fit and the test after it run in processes started afresh, and each
+            # would ask the logger for a new version: fixed here, both write into one run folder
+            _ = trainer.logger.version
         if not trainer.loggers:  # --trainer.logger=false: nothing to write learning rates to
             callbacks[:] = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         if config.get("stop_on_nan"):
@@ -288,8 +303,9 @@ class MNISTCLI(LightningCLI):
         if self.config.fit.test_after_fit:
             # fast_dev_run saves no checkpoint: then test the weights in memory
             callback = self.trainer.checkpoint_callback
+            # the file, not "best": Lightning warns about "best" with more than one checkpoint callback
             best = callback.best_model_path if callback else ""
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
     def after_predict(self) -> None:
         if getattr(self.datamodule, "predict_rejected", None):  # named on stderr by PredictionWriter
@@ -337,6 +353,24 @@ def _cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def _lightning_keyword(ckpt_path: str) -> bool:
+    return ckpt_path in CKPT_KEYWORDS or ckpt_path.lower().startswith("registry:")
+
+
+def _lightning_refusal(err: BaseException) -> str | None:
+    """What Lightning said when it refused the run's settings, in one line: its
+    MisconfigurationException, or a ValueError, TypeError or ImportError raised in Lightning's own
+    code (`val_check_interval` longer than an epoch, the model registry without `litmodels`)."""
+    if not isinstance(err, MisconfigurationException | ValueError | TypeError | ImportError):
+        return None
+    frames = traceback.extract_tb(err.__traceback__)
+    if not isinstance(err, MisconfigurationException) and not (
+        frames and f"{os.sep}lightning{os.sep}" in frames[-1].filename
+    ):
+        return None
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _parameter_error(err: BaseException | None) -> ParameterError | None:
     """The ParameterError behind an error, following its causes."""
     while err is not None and not isinstance(err, ParameterError):
@@ -371,6 +405,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except ArgumentError as err:
         print(f"error: {_one_line(str(err))} (see lit-mnist <subcommand> --help)", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:
+        if (refusal := _lightning_refusal(err)) is None:
+            raise
+        print(f"error: Lightning refused these settings: {refusal}", file=sys.stderr)
         sys.exit(2)
 
 

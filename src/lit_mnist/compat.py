@@ -2,7 +2,14 @@
 saying what it asks for, why, and which versions it was checked against (lightning 2.6.6).
 tests/test_compat.py fails loudly when an upgrade moves what these functions touch."""
 
+import warnings
+
 import lightning as L
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
+
+# Lightning 2.6.6 under torch 2.14 warns at every fit about its own use of a torch function; here,
+# not in the command line, so that processes Lightning spawns (ddp_spawn) are quiet too
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def stepping_batches(trainer: L.Trainer) -> int | float:
@@ -35,3 +42,10 @@ def end_restart(trainer: L.Trainer) -> None:
     here: the uninterrupted run steps there, and so must this one. The loop clears the flag itself
     once this epoch is over; this clears it just before its plateau step (lightning 2.6.6)."""
     trainer.fit_loop._restarting = False
+
+
+def starts_processes_per_stage(trainer: L.Trainer) -> bool:
+    """Whether each stage (the fit, the test after it) runs in processes started afresh from
+    pickled copies of this one's objects: ddp_spawn and its kin (Lightning's multiprocessing
+    launcher, lightning 2.6.6), as against ddp, which runs the whole script once per process."""
+    return isinstance(trainer.strategy.launcher, _MultiProcessingLauncher)

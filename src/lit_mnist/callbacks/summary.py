@@ -34,6 +34,7 @@ class RunSummary(L.Callback):
         self.results: dict = {}
         self.curves = Curves()
         self._started: float | None = None
+        self._test_started = 0.0
         self._trainer: L.Trainer | None = None
         self._stage: str | None = None
 
@@ -75,13 +76,29 @@ class RunSummary(L.Callback):
         }
         self._record(trainer, pl_module, shown=("val/acc_best",), final=not self.test_follows)
 
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._test_started = time.perf_counter()
+
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.results and self.test_follows:
+            self.results = self._recorded_fit(trainer)
         if not self.results:  # a test of its own, not the end of a fit: its run is recorded already
             return
         metrics = trainer.callback_metrics
         self.results.update({k: _scalar(v) for k, v in metrics.items() if k.startswith("test/")})
         self._record(trainer, pl_module, shown=("test/acc", "test/loss"), final=True)
         self.results = {}
+
+    def _recorded_fit(self, trainer: L.Trainer) -> dict:
+        """The fit's record from metrics.json, when the fit ran in other processes than this test
+        (ddp_spawn): its wall time continues from there, and its diagnosis is kept."""
+        run_dir = run_folder(trainer)  # a collective under DDP: every process asks
+        path = run_dir / "metrics.json" if run_dir is not None else None
+        if path is None or not path.is_file():
+            return {}
+        recorded = json.loads(path.read_text())
+        self._started = self._test_started - recorded.get("wall_seconds", 0.0)
+        return recorded
 
     def _record(
         self, trainer: L.Trainer, pl_module: L.LightningModule, shown: tuple[str, ...], final: bool
@@ -96,7 +113,8 @@ class RunSummary(L.Callback):
         results["experiment"] = getattr(trainer.logger, "name", None)
         if self.command:
             results["command"] = self.command
-        results["diagnosis"] = diagnose_run(self.curves.scalars())
+        if self.curves.train or "diagnosis" not in results:  # else the fit ran in other processes
+            results["diagnosis"] = diagnose_run(self.curves.scalars())
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
         if final:

@@ -98,9 +98,12 @@ class ResumableLoader(DataLoader):
         self.taken = taken
 
     def state_dict(self) -> dict:
-        return {"epoch": self.sampler.epoch, "batches": self.taken()}
+        # Lightning swaps the sampler for a SequentialSampler under overfit_batches: no epochs there
+        return {"epoch": getattr(self.sampler, "epoch", 0), "batches": self.taken()}
 
     def load_state_dict(self, state: dict) -> None:
+        if not isinstance(self.sampler, EpochSampler):  # overfit_batches: the same few batches
+            return
         epoch, batches = state["epoch"], state["batches"]
         if batches >= len(self):  # saved at the end of an epoch: the next one starts afresh
             epoch, batches = epoch + 1, 0
