@@ -48,12 +48,16 @@ def fit(tmp_path, fake_mnist, epochs=2):
     return trainer, model, data, recorder, checkpoint
 
 
-def expected_average(weights: list[dict], decay: float) -> dict:
+def decay_of_update(decay: float, warmup: bool, earlier: int) -> float:
+    """The decay of an update after `earlier` ones: warmed up, (1 + n) / (10 + n) up to `decay`."""
+    return min(decay, (1 + earlier) / (10 + earlier)) if warmup else decay
+
+
+def expected_average(weights: list[dict], decay: float, warmup: bool = True) -> dict:
     average = dict(weights[0])  # the first update copies
-    for step in weights[1:]:
-        average = {
-            k: decay * average[k] + (1 - decay) * v if v.is_floating_point() else v for k, v in step.items()
-        }
+    for earlier, step in enumerate(weights[1:], start=1):
+        d = decay_of_update(decay, warmup, earlier)
+        average = {k: d * average[k] + (1 - d) * v if v.is_floating_point() else v for k, v in step.items()}
     return average
 
 
@@ -118,16 +122,17 @@ class Tiny(L.LightningModule):
         self.net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
 
 
-@pytest.mark.parametrize("start", [None, 2])
-def test_the_average_is_the_hand_computed_ema_of_weights_and_buffers(start):
+@pytest.mark.parametrize("start, warmup", [(None, True), (2, True), (None, False)])
+def test_the_average_is_the_hand_computed_ema_of_weights_and_buffers(start, warmup):
     """average = d * average + (1 - d) * weights per step, for the parameters and every buffer
-    (batch-norm statistics, and the truncated step count); the first update copies, and steps
-    before `update_starting_at_step` leave the average alone."""
+    (batch-norm statistics, and the truncated step count); the first update copies, steps
+    before `update_starting_at_step` leave the average alone, and with warm-up d rises as
+    (1 + n) / (10 + n) over the n earlier updates until it reaches `decay`."""
     torch.manual_seed(0)
-    decay, module = 0.75, Tiny()
-    ema = EMA(decay=decay, update_starting_at_step=start)
+    decay, module = 0.3, Tiny()
+    ema = EMA(decay=decay, warmup=warmup, update_starting_at_step=start)
     ema.setup(SimpleNamespace(), module, "fit")
-    expected, updated = {k: v.double() for k, v in module.state_dict().items()}, False
+    expected, updated, earlier = {k: v.double() for k, v in module.state_dict().items()}, False, 0
     for step in range(6):
         with torch.no_grad():
             for tensor in module.state_dict().values():
@@ -138,11 +143,12 @@ def test_the_average_is_the_hand_computed_ema_of_weights_and_buffers(start):
         if start is None or step >= start:
             weights = {k: v.double() for k, v in module.state_dict().items()}
             if updated:
-                expected = {k: decay * expected[k] + (1 - decay) * w for k, w in weights.items()}
+                d = decay_of_update(decay, warmup, earlier)
+                expected = {k: d * expected[k] + (1 - d) * w for k, w in weights.items()}
                 expected["net.1.num_batches_tracked"] = expected["net.1.num_batches_tracked"].trunc()
             else:
                 expected = weights
-            updated = True
+            updated, earlier = True, earlier + 1
     average = ema._average_model.module.state_dict()
     assert average.keys() == expected.keys()
     for key, value in expected.items():
