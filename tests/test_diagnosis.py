@@ -77,3 +77,29 @@ def test_a_run_is_read_with_its_first_learning_rate_group():
     assert diagnose_run(scalars).startswith("Converged: the learning-rate schedule has finished (lr 1.2e-06,")
     without = {tag: values for tag, values in scalars.items() if not tag.startswith("lr-")}
     assert diagnose_run(without).startswith("Plateau")
+
+
+def test_evaluated_weights_far_worse_than_training_are_named():
+    """best.yaml's EMA without warm-up on 1,350 images: the raw weights train, the average that is
+    validated stays at chance. Overfitting keeps a validation accuracy well above half of training's."""
+    train, val = [2.0, 1.4, 1.0, 0.8, 0.7], [2.30, 2.30, 2.29, 2.29, 2.28]
+    lagging = diagnose(train, val, train_acc=[0.3, 0.6, 0.8, 0.85, 0.9], val_acc=[0.1, 0.1, 0.11, 0.11, 0.12])
+    assert lagging.startswith(
+        "Evaluated weights lag behind training: 12.0% validation accuracy against 90.0%"
+    )
+    assert "moving average" in lagging
+    overfit_train, overfit_val = [1.0, 0.5, 0.3, 0.2, 0.1], [0.9, 0.5, 0.4, 0.5, 0.6]
+    overfitting = diagnose(
+        overfit_train, overfit_val, train_acc=[0.7, 0.9, 0.97, 0.99, 1.0], val_acc=[0.7, 0.8, 0.8, 0.78, 0.76]
+    )
+    assert overfitting.startswith("Overfitting")
+    early = diagnose([2.2, 2.1], [2.3, 2.25], train_acc=[0.15, 0.2], val_acc=[0.1, 0.12])  # both near chance
+    assert not early.startswith("Evaluated weights")
+
+
+def test_diagnose_run_reads_the_accuracies():
+    scalars = {
+        "train/loss": [(9, 1.0), (19, 0.5)], "val/loss": [(9, 2.3), (19, 2.3)],
+        "train/acc": [(9, 0.7), (19, 0.9)], "val/acc": [(9, 0.1), (19, 0.1)],
+    }  # fmt: skip
+    assert diagnose_run(scalars).startswith("Evaluated weights lag behind training")

@@ -142,36 +142,59 @@ class RunSummary(L.Callback):
 
 
 class Curves:
-    """The loss per epoch, the validation loss per evaluation and the learning rate (of the first
-    parameter group: every group follows the same schedule, scaled) over a fit, as the diagnosis
-    reads them."""
+    """The loss and accuracy per epoch, the validation loss and accuracy per evaluation and the
+    learning rate (of the first parameter group: every group follows the same schedule, scaled)
+    over a fit, as the diagnosis reads them."""
 
-    def __init__(self, train: dict | None = None, val: list | None = None, lr: list | None = None):
+    def __init__(
+        self,
+        train: dict | None = None,
+        val: list | None = None,
+        lr: list | None = None,
+        train_acc: dict | None = None,
+        val_acc: list | None = None,
+    ):
         self.train: dict[int, float] = dict(train or {})  # epoch -> mean training loss
         self.val: list[tuple[int, float]] = list(val or [])  # (step, validation loss)
         self.lr: list[tuple[int, float]] = list(lr or [])
+        self.train_acc: dict[int, float] = dict(train_acc or {})
+        self.val_acc: list[tuple[int, float]] = list(val_acc or [])
 
     def take_train(self, trainer: L.Trainer) -> None:
-        """The newest mean training loss, logged by the module at the end of the last epoch the
-        loop has processed (callbacks can look at it from the next hook on)."""
-        loss = trainer.callback_metrics.get("train/loss")
+        """The newest mean training loss and accuracy, logged by the module at the end of the last
+        epoch the loop has processed (callbacks can look at them from the next hook on)."""
         epoch = trainer.fit_loop.epoch_progress.current.processed - 1
-        if loss is not None and epoch >= 0:
-            self.train[epoch] = float(loss)
+        for tag, curve in (("train/loss", self.train), ("train/acc", self.train_acc)):
+            value = trainer.callback_metrics.get(tag)
+            if value is not None and epoch >= 0:
+                curve[epoch] = float(value)
 
     def take_val(self, trainer: L.Trainer) -> None:
-        loss = trainer.callback_metrics.get("val/loss")
-        if loss is not None:
-            self.val.append((trainer.global_step, float(loss)))
+        for tag, curve in (("val/loss", self.val), ("val/acc", self.val_acc)):
+            value = trainer.callback_metrics.get(tag)
+            if value is not None:
+                curve.append((trainer.global_step, float(value)))
         if trainer.optimizers:
             self.lr.append((trainer.global_step, float(trainer.optimizers[0].param_groups[0]["lr"])))
 
     def state_dict(self) -> dict:
-        return {"train": dict(self.train), "val": list(self.val), "lr": list(self.lr)}
+        return {
+            "train": dict(self.train),
+            "val": list(self.val),
+            "lr": list(self.lr),
+            "train_acc": dict(self.train_acc),
+            "val_acc": list(self.val_acc),
+        }
 
     def scalars(self) -> dict[str, list[tuple[int, float]]]:
         """As lit_mnist.tools.diagnosis.diagnose_run takes them."""
-        return {"train/loss": sorted(self.train.items()), "val/loss": self.val, "lr-group0": self.lr}
+        return {
+            "train/loss": sorted(self.train.items()),
+            "val/loss": self.val,
+            "lr-group0": self.lr,
+            "train/acc": sorted(self.train_acc.items()),
+            "val/acc": self.val_acc,
+        }
 
 
 def hardware(trainer: L.Trainer) -> dict:

@@ -14,6 +14,10 @@ EXPLODED = 100.0
 # with the schedule finished and the validation loss flat, a training loss that fell less than
 # this fraction over the last epochs is settling into the minimum, not overfitting
 SETTLING = 0.10
+# a validation accuracy below this fraction of the training accuracy (and 0.2 or more below it):
+# the weights evaluated are not the ones the training curve shows (an EMA still near its start,
+# broken batch-norm statistics), which no overfitting explains
+LAGGING = 0.5
 
 
 def _change(values: list[float], window: int) -> float:
@@ -41,11 +45,14 @@ def diagnose(
     val_loss: list[float],
     unit: str = "epoch",
     learning_rates: list[float] | None = None,
+    train_acc: list[float] | None = None,
+    val_acc: list[float] | None = None,
 ) -> str:
     """One paragraph from the train and validation losses of each epoch (oldest first); `unit`
     names what one point is ("epoch", or "evaluation" when validation runs within epochs).
     `learning_rates` is the learning rate over the run (oldest first, any sampling): a finished
-    schedule turns a plateau into convergence, where lowering the learning rate is no advice."""
+    schedule turns a plateau into convergence, where lowering the learning rate is no advice.
+    `train_acc` and `val_acc`, the accuracies, show evaluated weights far worse than trained ones."""
     losses = train_loss + val_loss
     if any(not math.isfinite(v) for v in losses):
         return "Diverging: a loss is NaN or infinite. The learning rate is too high, or there is a bug."
@@ -53,6 +60,14 @@ def diagnose(
         return (
             f"Diverging: the loss exploded to {max(losses):.3g} (chance level is ln(classes), 2.3 for "
             "ten). The learning rate is far too high: lower it (or clip gradients), or look for a bug."
+        )
+    if train_acc and val_acc and val_acc[-1] < min(LAGGING * train_acc[-1], train_acc[-1] - 0.2):
+        return (
+            f"Evaluated weights lag behind training: {val_acc[-1]:.1%} validation accuracy against "
+            f"{train_acc[-1]:.1%} on the training batches. A moving average of the weights (EMA) "
+            "still close to the weights the run started with does this: let its decay warm up, lower "
+            "it, or train longer. Otherwise look at what evaluation does differently (batch-norm "
+            "statistics, dropout, the validation split)."
         )
     if len(train_loss) < 2 or len(val_loss) < 2:
         return "Too few epochs to read the curves: train at least two (three or more to see a trend)."
@@ -122,4 +137,5 @@ def diagnose_run(scalars: dict[str, list[tuple[int, float]]]) -> str:
     # every parameter group follows the same schedule, only scaled: one group tells when it ends
     groups = sorted(learning_rates(scalars).items())
     lrs = [v for _, v in groups[0][1]] if groups else None
-    return diagnose(train, val, unit, lrs)
+    train_acc, val_acc = ([v for _, v in scalars.get(tag, [])] for tag in ("train/acc", "val/acc"))
+    return diagnose(train, val, unit, lrs, train_acc, val_acc)
