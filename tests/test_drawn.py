@@ -254,3 +254,38 @@ def test_write_into_a_file_is_one_line_and_exit_2(tmp_path, capsys):
         stopped.value.code == 2
         and err == f"error: cannot write the digits into {tmp_path / 'taken'}: Not a directory\n"
     )
+
+
+def test_thickness_scales_with_the_image_size():
+    """At twice MNIST's size, a stroke twice as wide is made bolder or thinner by twice the pixels:
+    2 rows become 4 or 1 at 28x28, 4 rows become 8 or 2 at 56x56."""
+    torch.manual_seed(0)
+    for size, rows, expected in ((28, slice(10, 12), {4, 1}), (56, slice(20, 24), {8, 2})):
+        images = torch.zeros(64, 1, size, size)
+        images[:, :, rows, size // 4 : 3 * size // 4] = 255.0
+        changed = random_thickness(images, 1.0)  # every image: bolder or thinner
+        widths = {int((image[0].amax(1) > 0).sum()) for image in changed}
+        assert widths == expected, size
+
+
+def test_thickness_on_images_too_small_for_whole_pixel_strokes_is_one_line(fork_server, tmp_path):
+    data = tmp_path / "data"
+    for split, n in (("train", 20), ("test", 4)):
+        for label, name in enumerate(("a", "b")):
+            for i in range(n):
+                pixels = np.full((8, 8), 100 * label + i, dtype=np.uint8)
+                path = data / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(path)
+    result = fork_server.run(
+        [
+            "fit", "--config", str(ROOT / "configs/default.yaml"),
+            "--data=lit_mnist.data.ImageFolderDataModule", f"--data.root={data}", "--data.val_size=4",
+            "--data.augment.thickness=0.5", "--trainer.max_epochs=1",
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: --data.augment.thickness needs images of at least 14 pixels a side")
+    assert "these are 8x8" in error and "Traceback" not in result.stderr

@@ -27,15 +27,36 @@ def random_affine(images: Tensor, degrees: float, shift: float, scale: float) ->
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+# Stroke thickness is changed by whole pixels: images smaller than this have strokes of about a
+# pixel (MNIST's 2.3 pixels at 28, scaled down), which one pixel more or less doubles or erases.
+THICKNESS_MIN_SIZE = 14
+
+
+def stroke_windows(size: int) -> tuple[int, int]:
+    """The (dilation, erosion) window sides that make a stroke bolder or thinner in proportion to
+    an image of `size` pixels: 3 and 2 at MNIST's 28 (about 2 pixels on, 1 off a 2.3-pixel
+    stroke), one pixel more each for every further 28."""
+    steps = max(1, round(size / 28))
+    return 2 * steps + 1, steps + 1
+
+
+def _max_filter(images: Tensor, window: int) -> Tensor:
+    """The largest value in a window x window neighbourhood, edges replicated, same size out."""
+    before = (window - 1) // 2
+    padded = F.pad(images, (before, window - 1 - before, before, window - 1 - before), mode="replicate")
+    return F.max_pool2d(padded, window, stride=1)
+
+
 def random_thickness(images: Tensor, probability: float) -> Tensor:
     """Each image of a float batch (B, C, H, W), light on dark, drawn with bolder strokes with
     probability `probability / 2` and thinner ones as likely, by its own draw on the batch's device.
-    Bolder: a 3x3 dilation, about 2 pixels onto MNIST's 2.3 (as bold type is). Thinner: a 2x2
-    erosion, 1 pixel off; a 3x3 one leaves a typical MNIST digit 14% of its ink."""
+    Bolder: a dilation, about 2 pixels onto MNIST's 2.3 at 28x28 (as bold type is); thinner: an
+    erosion, 1 pixel off (a 3x3 one leaves a typical MNIST digit 14% of its ink); both in proportion
+    on larger images (`stroke_windows`)."""
+    dilation, erosion = stroke_windows(min(images.shape[-2:]))
     draw = torch.rand(len(images), 1, 1, 1, device=images.device)
-    bolder = F.max_pool2d(images, 3, stride=1, padding=1)
-    # a 2x2 window needs one more row and column: copies of the last, so the edge erodes as the rest
-    thinner = -F.max_pool2d(-F.pad(images, (0, 1, 0, 1), mode="replicate"), 2, stride=1)
+    bolder = _max_filter(images, dilation)
+    thinner = -_max_filter(-images, erosion)
     return torch.where(draw < probability / 2, bolder, torch.where(draw < probability, thinner, images))
 
 
@@ -66,6 +87,18 @@ class AugmentSettings:
         if not 0 <= self.thickness <= 1:
             problems.append(("thickness", f"must be a probability in [0, 1], got {self.thickness}"))
         return problems
+
+    def problems_for(self, height: int, width: int) -> list[tuple[str, str]]:
+        """(field, what is wrong with it) for each draw that cannot apply to images of this size."""
+        if self.thickness and min(height, width) < THICKNESS_MIN_SIZE:
+            return [
+                (
+                    "thickness",
+                    f"needs images of at least {THICKNESS_MIN_SIZE} pixels a side, where a stroke is "
+                    f"wider than a pixel; these are {height}x{width}: set it to 0",
+                )
+            ]
+        return []
 
     @property
     def enabled(self) -> bool:

@@ -182,6 +182,10 @@ class ImageDataModule(L.LightningDataModule):
         if not len(self.labels):
             self._load()
         if stage == "fit":
+            spec = self.spec
+            if problems := self.augment.problems_for(spec.height, spec.width):
+                field, why = problems[0]
+                raise ParameterError(self, f"augment.{field}", why)
             rank_zero_info(self.describe())
 
     def _loader(self, indices: Tensor, train: bool) -> DataLoader:
