@@ -154,7 +154,8 @@ class MNISTCLI(LightningCLI):
         allow_mlflow_file_store(config.trainer.logger)
         if self._slurm_restart(config):
             config.ckpt_path = "last"
-        registry = str(config.get("ckpt_path")).lower().startswith("registry")
+        ckpt = str(config.get("ckpt_path"))
+        registry = ckpt.lower() == "registry" or ckpt.lower().startswith("registry:")
         if registry and importlib.util.find_spec("litmodels") is None:  # else Lightning opens it as a file
             raise UserError(
                 f"--ckpt_path {config.ckpt_path}: Lightning's model registry needs the litmodels package "
