@@ -64,10 +64,11 @@ plots: $(STAMP)
 	@test -n "$(RUN)" || { echo "error: usage: make plots RUN=<run folder>"; exit 2; }
 	$(BIN)/lit-mnist plots $(RUN) $(ARGS)
 
-# make export CKPT=logs/best/version_0/checkpoints/<name>.ckpt: ONNX + TorchScript, checked on the test set
+# make export CKPT=logs/best/version_0/checkpoints/<name>.ckpt: ONNX + TorchScript, checked on the
+# checkpoint's own test split (its run's config.yaml says which data; DATA_DIR=DIR where it moved)
 export: $(STAMP)
 	@test -n "$(CKPT)" || { echo "error: usage: make export CKPT=<checkpoint>"; exit 2; }
-	$(BIN)/lit-mnist export $(CKPT) --data.data_dir=$(DATA_DIR) $(ARGS)
+	$(BIN)/lit-mnist export $(CKPT) $(if $(filter file,$(origin DATA_DIR)),,--data.data_dir=$(DATA_DIR)) $(ARGS)
 
 # make notebooks [RUN=<run folder>] [IMAGE=<image file>]: executed copies in logs/notebooks/
 notebooks: $(STAMP)

@@ -192,3 +192,9 @@ def make_dry_run(*args: str) -> str:
 )
 def test_make_targets_call_the_subcommands_with_args(args, command):
     assert command in make_dry_run(*args)
+
+
+def test_make_export_leaves_the_data_to_the_checkpoint_unless_told():
+    # the run's config.yaml names its data: an image folder's checkpoint has no data_dir to give
+    (line,) = [x for x in make_dry_run("export", "CKPT=a.ckpt").splitlines() if "lit-mnist export" in x]
+    assert line.split() == [".venv/bin/lit-mnist", "export", "a.ckpt"]

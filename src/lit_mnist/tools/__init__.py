@@ -24,7 +24,7 @@ TOOLS = {
     "seeds": "train one recipe once per seed; mean and standard deviation of the accuracies (a grid sweep)",
     "results": "every run's metrics.json under a folder as Markdown tables",
     "plots": "a run's loss, accuracy and learning-rate curves as PNG files, and its diagnosis",
-    "export": "a checkpoint as ONNX and TorchScript, checked against PyTorch on the test set",
+    "export": "a checkpoint as ONNX and TorchScript, checked against PyTorch on its own test split",
     "drawn": "digits rendered from fonts and pens of every width, and a checkpoint's accuracy on them",
     "folders": "an IDX dataset (MNIST, ...) written out as PNG class folders for ImageFolderDataModule",
     "notebooks": "run the notebooks headless and keep copies with their outputs",
