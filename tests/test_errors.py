@@ -54,6 +54,17 @@ def fit(cwd: Path, data: Path, *flags: str):
         (["--save_every_n_steps=-1"], ["--save_every_n_steps must be at least 0"]),
         (["--model.net.init_args.channels=[]"], ["--model.net.channels must name 1 or more stages"]),
         (["--model.net.dropout=1.5"], ["--model.net.dropout must be in [0, 1), got 1.5"]),
+        # a config written for MNIST's data module stacked on an image folder's: the key is named
+        (
+            [
+                "--config",
+                str(ROOT / "configs/experiments/folder.yaml"),
+                "--config",
+                str(ROOT / "configs/experiments/best.yaml"),
+            ],
+            ['"data"', "ImageFolderDataModule", "'normalise_stroke' is not accepted"],
+        ),
+        (["--data.nope=1"], ["'nope' is not accepted"]),
     ],
 )
 def test_impossible_values_are_rejected_before_training(flags, expected, fake_mnist, tmp_path):

@@ -435,9 +435,18 @@ def _check_config_files(argv: list[str]) -> None:
             raise UserError(f"--config {value} is not valid YAML{where}: {reason}") from None
 
 
+# the lines of a jsonargparse Union error that say which types were tried, not why the class failed
+UNION_NOISE = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value")
+
+
 def _one_line(message: str) -> str:
-    """jsonargparse nests its reasons over several lines: the first says where, the last what."""
+    """jsonargparse nests its reasons over several lines: the first says where, the last what. For
+    a class-or-None argument (--data, --model.net) the last line is the value given, and the
+    reason is under the class's own entry ("Option 'x' is not accepted")."""
     lines = [line.strip(" -") for line in message.splitlines() if line.strip(" -")]
+    if len(lines) > 2 and lines[-1].startswith("Given value"):
+        lines = [lines[0], *(line for line in lines[1:] if not line.startswith(UNION_NOISE))]
+        return " ".join(lines[:1] + lines[-2:]) if len(lines) > 1 else lines[0]
     return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
 
 
