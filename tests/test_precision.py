@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from torch import nn
 
 from lit_mnist import precision
 from lit_mnist.data import SPEC
@@ -25,10 +26,39 @@ def small_net():
 
 
 def test_times_every_candidate_on_the_real_net(cache):
-    timings = precision.time_steps(small_net(), SHAPE, 10, torch.device("cpu"), precision.candidates(
+    timings, failed = precision.time_steps(small_net(), SHAPE, 10, torch.device("cpu"), precision.candidates(
         torch.device("cpu"), None, None))  # fmt: skip
-    assert set(timings) == {"32-true", "32-true+cl", "bf16-mixed", "bf16-mixed+cl"}
+    assert set(timings) == {"32-true", "32-true+cl", "bf16-mixed", "bf16-mixed+cl"} and failed == {}
     assert all(ms > 0 for ms in timings.values())
+
+
+class HalfFails(nn.Module):
+    """A net that runs in float32 and raises under autocast, as oneDNN's LSTM does in bf16 on
+    some CPUs."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(28 * 28, 10)
+
+    def forward(self, x):
+        if torch.is_autocast_enabled(x.device.type):
+            raise RuntimeError("could not create a primitive descriptor for the LSTM forward\nmore")
+        return self.linear(x.flatten(1))
+
+
+def test_a_candidate_the_net_cannot_run_is_left_out_and_said(cache):
+    choice = precision.choose(HalfFails(), SHAPE, 10, torch.device("cpu"))
+    assert choice.precision == "32-true" and set(choice.timings) == {"32-true", "32-true+cl"}
+    assert set(choice.failed) == {"bf16-mixed", "bf16-mixed+cl"}
+    line = choice.describe()
+    assert "bf16-mixed failed here (could not create a primitive descriptor for the LSTM forward)" in line
+    again = precision.choose(HalfFails(), SHAPE, 10, torch.device("cpu"))
+    assert again.cached and again.failed == choice.failed  # the cache keeps why
+
+
+def test_a_net_that_runs_in_no_candidate_raises_its_error(cache):
+    with pytest.raises(RuntimeError, match="primitive descriptor"):
+        precision.choose(HalfFails(), SHAPE, 10, torch.device("cpu"), precisions=["bf16-mixed"])
 
 
 @pytest.mark.parametrize("fastest", ["32-true", "bf16-mixed+cl", "32-true+cl"])
@@ -39,7 +69,7 @@ def test_picks_the_fastest_and_caches_it(cache, monkeypatch, fastest):
         calls.append(options)
         return {
             precision._name(p, cl): (1.0 if precision._name(p, cl) == fastest else 2.0) for p, cl in options
-        }
+        }, {}
 
     monkeypatch.setattr(precision, "time_steps", fake)
     first = precision.choose(small_net(), SHAPE, 10, torch.device("cpu"))
@@ -87,7 +117,7 @@ def test_runs_starting_together_time_once(cache, monkeypatch):
     def slow(net, shape, num_classes, device, options):
         calls.append(1)
         time.sleep(0.5)
-        return {precision._name(p, cl): 1.0 + i for i, (p, cl) in enumerate(options)}
+        return {precision._name(p, cl): 1.0 + i for i, (p, cl) in enumerate(options)}, {}
 
     monkeypatch.setattr(precision, "time_steps", slow)
     with ThreadPoolExecutor(3) as pool:

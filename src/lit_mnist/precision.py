@@ -16,7 +16,7 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -37,6 +37,8 @@ class Choice:
     # candidate "precision[+channels_last]" -> median milliseconds per step
     timings: dict[str, float]
     cached: bool = False
+    # candidates the net cannot run with here (oneDNN has no bf16 LSTM on some CPUs), with the error
+    failed: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         def name(key: str) -> str:
@@ -46,9 +48,11 @@ class Choice:
         best = ranked[0][0]
         others = ", ".join(f"{name(k)} {ms:.1f}" for k, ms in ranked[1:])
         how = "measured earlier on this machine" if self.cached else "measured now"
+        timed = f"{others} ms; " if others else ""
+        failed = "".join(f"{name(k)} failed here ({why}); " for k, why in self.failed.items())
         return (
             f"auto_precision: {name(best)}, the fastest training step here ({ranked[0][1]:.1f} ms; "
-            f"{others} ms; {how}, cached in {cache_path()}). --trainer.precision and "
+            f"{timed}{failed}{how}, cached in {cache_path()}). --trainer.precision and "
             "--model.channels_last set them"
         )
 
@@ -96,7 +100,9 @@ def choose(
         cache = _read_cache()
         if key in cache:
             entry = cache[key]
-            return Choice(entry["precision"], entry["channels_last"], entry["timings"], cached=True)
+            return Choice(
+                entry["precision"], entry["channels_last"], entry["timings"], True, entry.get("failed", {})
+            )
         if not measure:
             return None
         return _measure_and_cache(net, shape, num_classes, device, options, key, cache)
@@ -105,18 +111,21 @@ def choose(
 def _measure_and_cache(net, shape, num_classes, device, options, key: str, cache: dict) -> Choice:
     # dropout draws from the global generators: the run after this must draw as if untimed
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        timings = time_steps(net, shape, num_classes, device, options)
+        timings, failed = time_steps(net, shape, num_classes, device, options)
     best = min(timings, key=timings.get)
     precision, channels_last = best.split("+")[0], best.endswith("+cl")
-    choice = Choice(precision, channels_last, timings)
+    choice = Choice(precision, channels_last, timings, failed=failed)
     cache[key] = {**asdict(choice), "date": date.today().isoformat(), "torch": torch.__version__}
     del cache[key]["cached"]
     _write_cache(cache)
     return choice
 
 
-def time_steps(net: nn.Module, shape, num_classes: int, device: torch.device, options) -> dict[str, float]:
-    """Median milliseconds of a forward and backward pass for each (precision, channels_last)."""
+def time_steps(
+    net: nn.Module, shape, num_classes: int, device: torch.device, options
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Median milliseconds of a forward and backward pass for each (precision, channels_last), and
+    the candidates whose first step raised, with the error's first line (all failing: it raises)."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(shape, generator=generator).to(device)
     labels = torch.randint(0, num_classes, (shape[0],), generator=generator).to(device)
@@ -127,6 +136,17 @@ def time_steps(net: nn.Module, shape, num_classes: int, device: torch.device, op
         steps[_name(precision, channels_last)] = _step(
             copy_, images.contiguous(memory_format=layout), labels, precision, device
         )
+    failed, first_error = {}, None
+    for name, step in list(steps.items()):
+        try:
+            step()
+        except RuntimeError as err:
+            first_error = first_error or err
+            # its first sentence: oneDNN's messages go on about environment variables
+            failed[name] = (str(err).splitlines() or [type(err).__name__])[0].split(". ")[0][:120]
+            del steps[name]
+    if not steps:
+        raise first_error
     times: dict[str, list[float]] = {name: [] for name in steps}
     started = time.perf_counter()
     for round_ in range(WARMUP + ROUNDS):
@@ -136,7 +156,7 @@ def time_steps(net: nn.Module, shape, num_classes: int, device: torch.device, op
                 times[name].append(seconds)
         if round_ >= WARMUP + 2 and time.perf_counter() - started > BUDGET_SECONDS:
             break
-    return {name: round(1000 * statistics.median(t), 2) for name, t in times.items()}
+    return {name: round(1000 * statistics.median(t), 2) for name, t in times.items()}, failed
 
 
 def _step(net: nn.Module, images, labels, precision: str, device: torch.device):
