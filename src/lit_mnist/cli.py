@@ -408,10 +408,25 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {_one_line(str(err))} (see lit-mnist <subcommand> --help)", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
+        if (unsupported := _unsupported_here(err)) is not None:
+            print(f"error: {unsupported}", file=sys.stderr)
+            sys.exit(2)
         if (refusal := _lightning_refusal(err)) is None:
             raise
         print(f"error: Lightning refused these settings: {refusal}", file=sys.stderr)
         sys.exit(2)
+
+
+def _unsupported_here(err: BaseException) -> str | None:
+    """oneDNN's refusal of a layer in the precision asked for (a bf16 LSTM on a CPU without
+    AVX-512), in one line with what to do; None for any other error."""
+    first = (str(err).splitlines() or [""])[0]
+    if not isinstance(err, RuntimeError) or not first.startswith("could not create a primitive descriptor"):
+        return None
+    return (
+        f"this CPU cannot run the net in the precision asked ({first.split('. ')[0]}): "
+        "use --trainer.precision=32-true, or leave it unset and auto_precision picks one that runs here"
+    )
 
 
 def _check_config_files(argv: list[str]) -> None:
