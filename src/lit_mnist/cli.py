@@ -2,16 +2,19 @@
 errors, and the tools around finished runs as subcommands of the same command."""
 
 import importlib.util
+import inspect
 import os
+import re
 import shlex
 import sys
 import traceback
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
 import torch
 import yaml
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, TQDMProgressBar
@@ -29,6 +32,7 @@ from lit_mnist.data import DataError, ImageDataModule, preset_spec
 from lit_mnist.errors import ParameterError, UserError, config_key
 from lit_mnist.loggers import allow_mlflow_file_store, experiment_dir, resume_into, run_folder
 from lit_mnist.model import MNISTClassifier
+from lit_mnist.nets import StockNet, constructor_defaults, takes_spec
 from lit_mnist.tools import TOOLS, overview, run_tool
 from lit_mnist.tools.runs import newest_last_checkpoint, read_checkpoint, run_dir_of, shape_mismatch
 
@@ -194,12 +198,28 @@ class MNISTCLI(LightningCLI):
         # the training split's mean and std), whatever the data at hand would give.
         spec = self.checkpoint and self.checkpoint.get("hyper_parameters", {}).get("data")
         given = spec if self.config.get("subcommand") in ("validate", "test", "predict") else None
-        with preset_spec(given):
-            try:
+        config = self._active_config()
+        net = config.model.net
+        stock = _stock_net(net, weights=self.checkpoint is None)  # a checkpoint brings the weights
+        if stock is not None:
+            # built here, for the data's classes and channels; the dump that becomes the model's
+            # hyper-parameters is taken first, with the net as given
+            self._dump_config()
+            config.model.net = stock
+        try:
+            with preset_spec(given):
                 super().instantiate_classes()
-            except ValueError as err:
-                # the datamodule is a subclass choice: jsonargparse wraps what its __init__ raised
-                raise _parameter_error(err) or err from None
+        except ValueError as err:
+            # the datamodule is a subclass choice: jsonargparse wraps what its __init__ raised
+            raise _parameter_error(err) or err from None
+        finally:
+            config.model.net = net
+        if stock is not None:  # config.yaml shows the arguments the net was built with
+            spec = stock.spec(self.model.data)
+            for key, value in spec["init_args"].items():
+                net.init_args[key] = value
+            if spec.get("dict_kwargs"):
+                net.dict_kwargs = {**(net.get("dict_kwargs") or {}), **spec["dict_kwargs"]}
 
     def before_instantiate_classes(self) -> None:
         config = self._active_config()
@@ -323,6 +343,15 @@ class MNISTCLI(LightningCLI):
         return f"--{prefix}.{err.parameter} {err.problem}"
 
 
+def _stock_net(net, weights: bool) -> StockNet | None:
+    """A --model.net that is not written for the template (torchvision.models.resnet18,
+    timm.create_model), as the StockNet that builds it; None for the template's own kind."""
+    if not isinstance(net, Namespace) or not isinstance(net.get("class_path"), str):
+        return None
+    stock = StockNet.from_spec(net.as_dict(), weights)
+    return None if takes_spec(stock.target) else stock
+
+
 def _active_dict(config) -> dict:
     plain = config.as_dict()
     return plain.get(plain["subcommand"], plain) if plain.get("subcommand") else plain
@@ -390,13 +419,28 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] in TOOLS:
         run_tool(argv[0], argv[1:])
         return
-    # parse errors raise instead of printing the usage: the user gets one line
-    raising = {"exit_on_error": False}
-    try:
+
+    def run() -> None:
+        nonlocal argv
         _check_config_files(argv)
-        parser_kwargs = {**raising, **{name: raising for name in SUBCOMMANDS}}
+        argv = _through_kwargs(argv)
+        # parse errors raise instead of printing the usage: the user gets one line
+        parser_kwargs = {**RAISING, **{name: RAISING for name in SUBCOMMANDS}}
         from_shell = argv == sys.argv[1:]  # then LightningCLI reads sys.argv itself, without a warning
         MNISTCLI(args=None if from_shell else argv, parser_kwargs=parser_kwargs)
+
+    with_one_line_errors(run)
+
+
+# a parser that raises on bad input instead of printing its usage and exiting
+RAISING = {"exit_on_error": False}
+
+
+def with_one_line_errors(run: Callable[[], None]) -> None:
+    """Run a command built on MNISTCLI: what a user can fix ends in one line on stderr and exit
+    status 2; a stopped run in its own line and status."""
+    try:
+        run()
     except (UserError, DataError, Diverged) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -451,14 +495,63 @@ def _check_config_files(argv: list[str]) -> None:
 
 
 # the lines of a jsonargparse Union error that say which types were tried, not why the class failed
+CLASS_PATH_ENTRY = "- Problem with given class_path"
+KWARGS_HINT = "what it passes on through **kwargs goes in --model.net.dict_kwargs.NAME=VALUE"
 UNION_NOISE = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value")
+
+
+def _through_kwargs(argv: list[str]) -> list[str]:
+    """`--model.net.NAME=VALUE` flags for a net function that takes **kwargs the parser cannot
+    follow (timm.create_model's in_chans, drop_rate, ...), as the `dict_kwargs` it passes on."""
+    prefix = "--model.net"
+    named = [
+        a.split("=", 1)[1] if "=" in a else b
+        for a, b in zip(argv, [*argv[1:], ""], strict=True)
+        if a.split("=")[0] == prefix
+    ]
+    if not named or not _passes_kwargs_on(named[-1]):
+        return argv
+    known = set(constructor_defaults(StockNet(named[-1]).target))
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        name = flag.removeprefix(f"{prefix}.").removeprefix("init_args.")
+        if flag.startswith(f"{prefix}.") and "." not in name and name not in known and name != "dict_kwargs":
+            arg = f"{prefix}.dict_kwargs.{name}{eq}{value}"
+        out.append(arg)
+    return out
+
+
+def _passes_kwargs_on(class_path: str) -> bool:
+    """Whether a function named on the command line takes **kwargs that the parser cannot follow."""
+    try:
+        target = StockNet(class_path).target
+    except ParameterError:
+        return False
+    return inspect.isfunction(target) and any(
+        p.kind is p.VAR_KEYWORD for p in inspect.signature(target).parameters.values()
+    )
 
 
 def _one_line(message: str) -> str:
     """jsonargparse nests its reasons over several lines: the first says where, the last what. For
     a class-or-None argument (--data, --model.net) the last line is the value given, and the
     reason is under the class's own entry ("Option 'x' is not accepted")."""
-    lines = [line.strip(" -") for line in message.splitlines() if line.strip(" -")]
+    raw = message.splitlines()
+    entry = next((i for i, line in enumerate(raw) if line.strip().startswith(CLASS_PATH_ENTRY)), None)
+    if entry is not None:  # a union of class kinds (--model.net): the reason given for the class named
+        depth = len(raw[entry]) - len(raw[entry].lstrip())
+        reason = [raw[entry].strip(" -")]
+        for line in raw[entry + 1 :]:
+            if len(line) - len(line.lstrip()) <= depth:
+                break
+            reason.append(line.strip())
+        text = f"{raw[0].strip()} {' '.join(reason)}"
+        named = re.search(r"class_path '([^']+)'", raw[entry])
+        if "is not accepted" in text and named and _passes_kwargs_on(named.group(1)):
+            text += f" ({KWARGS_HINT})"
+        return text
+    lines = [line.strip(" -") for line in raw if line.strip(" -")]
     if len(lines) > 2 and lines[-1].startswith("Given value"):
         lines = [lines[0], *(line for line in lines[1:] if not line.startswith(UNION_NOISE))]
         return " ".join(lines[:1] + lines[-2:]) if len(lines) > 1 else lines[0]

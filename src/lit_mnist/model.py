@@ -1,5 +1,6 @@
 """MNISTClassifier: the net, the loss, the metrics and configure_optimizers."""
 
+import inspect
 import random
 import warnings
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lit_mnist.compat import stepping_batches
 from lit_mnist.data import DataSpec
 from lit_mnist.errors import ParameterError
-from lit_mnist.nets import ConvNet
+from lit_mnist.nets import ConvNet, StockNet, build_net
 from lit_mnist.optim import (
     GroupSettings,
     LRScaling,
@@ -30,6 +31,9 @@ from lit_mnist.optim import (
 STEP_LOSS = "train/loss_step"
 # A net class (or any callable) that builds the net for the images a DataSpec describes.
 NetFactory = Callable[[DataSpec], nn.Module]
+# What --model.net takes: any nn.Module class or factory (torchvision.models.resnet18,
+# timm.create_model; filled from the data, see nets.StockNet), or a factory taking the DataSpec.
+Net = nn.Module | NetFactory
 
 
 def fused_on_gpu(factory: Callable, device: torch.device) -> dict:
@@ -74,7 +78,7 @@ class MNISTClassifier(L.LightningModule):
     def __init__(
         self,
         data: DataSpec | None = None,
-        net: NetFactory = ConvNet,
+        net: Net = ConvNet,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
         schedule: ScheduleSettings = ScheduleSettings(),
@@ -88,8 +92,10 @@ class MNISTClassifier(L.LightningModule):
         """
         Args:
             data: the images and classes (the datamodule's `spec`; the command line passes it).
-            net: a net class, or any callable, that takes `data` and returns an nn.Module mapping
-                (B, channels, height, width) to (B, num_classes); ConvNet is the seed CNN.
+            net: the nn.Module mapping (B, channels, height, width) to (B, num_classes): a class or
+                factory that takes `data` (ConvNet, the seed CNN, and the others in nets.py), or
+                any nn.Module class or factory (torchvision.models.resnet18, timm.create_model),
+                its num_classes and input channels filled from `data` (nets.StockNet).
             optimizer: any torch.optim class with its arguments; lr and weight_decay are the base.
             scheduler: any torch.optim.lr_scheduler class with its arguments, or None.
                 A `total_steps` left unset is filled from the trainer; a scalar `max_lr`
@@ -123,12 +129,20 @@ class MNISTClassifier(L.LightningModule):
                 self, "data", "is needed: the DataSpec of the images (a datamodule's `spec`)"
             )
         self.data = data
-        self.net = net(data)
+        try:
+            self.net, spec = build_net(net, data)
+        except ParameterError as err:
+            if err.owner is not StockNet:
+                raise
+            raise ParameterError(self, "net", err.problem) from None
+        if spec is not None:  # a stock net: a checkpoint rebuilds it as built here, its weights its own
+            self.hparams["net"] = spec
         self.channels_last = False
         self.set_channels_last(channels_last is not False)
         if compile:
             self.net.compile()  # in place: the state_dict keys stay those of the plain net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self._lr: float | None = None  # a base learning rate set in code (`lr`)
         # kept as given: through the CLI, hparams hold these settings as plain dicts
         self.groups, self.schedule, self.lr_scaling = (features, classifier), schedule, lr_scaling
         self.train_metrics, self.val_metrics, self.test_metrics = (
@@ -262,10 +276,35 @@ class MNISTClassifier(L.LightningModule):
             if "cuda" in states and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
 
+    @property
+    def lr(self) -> float | None:
+        """The optimizer's base learning rate (--model.optimizer.lr), which each parameter group
+        multiplies by its lr_mult. Setting it (as Lightning's LearningRateFinder does) replaces the
+        configured one for the optimizers built afterwards."""
+        if self._lr is not None:
+            return self._lr
+        keywords = getattr(self.optimizer_factory, "keywords", None) or {}
+        if "lr" in keywords:
+            return keywords["lr"]
+        classes = [a for a in getattr(self.optimizer_factory, "args", ()) if isinstance(a, type)]
+        target = classes[0] if classes else self.optimizer_factory
+        try:
+            default = inspect.signature(target).parameters["lr"].default
+        except (KeyError, TypeError, ValueError):
+            return None
+        return None if default is inspect.Parameter.empty else default
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = value
+
     def configure_optimizers(self):
         try:
             groups = param_groups(self.net, *self.groups)
-            optimizer = self.optimizer_factory(groups, **fused_on_gpu(self.optimizer_factory, self.device))
+            override = {} if self._lr is None else {"lr": self._lr}
+            optimizer = self.optimizer_factory(
+                groups, **override, **fused_on_gpu(self.optimizer_factory, self.device)
+            )
         except ValueError as err:  # torch.optim's own checks: "Invalid momentum value: -1"
             raise ParameterError(self, "optimizer", f"cannot be built: {err}") from None
         batch_factor = self.lr_batch_factor()

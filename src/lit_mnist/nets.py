@@ -3,8 +3,19 @@ width, number of classes). Each splits into `features` and `classifier`, the two
 
 A net of your own takes the spec as its first argument: `MyNet(data: DataSpec, ...)`, and is named
 on the command line as `--model.net=my_package.MyNet`.
+
+Any other nn.Module class or factory is a net too (`StockNet`): torchvision.models classes and
+functions, `timm.create_model`, a class of your own that knows nothing of the template. Its number
+of classes and input channels come from the data where its constructor takes them and they are
+left at their defaults; a first convolution made for RGB reads gray images otherwise.
 """
 
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 
 from lit_mnist.data import DataSpec
@@ -145,3 +156,227 @@ class RNN(nn.Module):
         final = state[0] if isinstance(state, tuple) else state  # an LSTM's (h, c)
         last_layer = final[-self.directions :]  # (directions, N, hidden)
         return self.classifier(last_layer.transpose(0, 1).flatten(1))
+
+
+# Constructor arguments the data fills, when a stock net takes them and they are left at their defaults.
+FROM_DATA: dict[str, Callable[[DataSpec], int]] = {
+    "num_classes": lambda data: data.num_classes,
+    "in_chans": lambda data: data.channels,  # timm
+    "in_channels": lambda data: data.channels,
+}
+# Arguments that load pretrained weights, and the value that does not (timm, torchvision): a net
+# rebuilt from a checkpoint gets its weights from the checkpoint.
+NO_WEIGHTS = {"pretrained": False, "weights": None}
+
+
+def takes_spec(factory: Callable) -> bool:
+    """Whether `factory` is written for the template: its first parameter is the DataSpec
+    (annotated so, or named `data`)."""
+    try:
+        first = next(iter(inspect.signature(factory).parameters.values()), None)
+    except (TypeError, ValueError):
+        return False
+    return first is not None and (first.name == "data" or first.annotation in (DataSpec, "DataSpec"))
+
+
+class StockNet:
+    """Builds any nn.Module class or factory for the images a DataSpec describes.
+
+    Args:
+        target: the class or function, or its import path (`torchvision.models.resnet18`).
+        kwargs: its arguments. `num_classes`, `in_chans` and `in_channels` left at the constructor's
+            default (or absent, for timm.create_model) become the data's.
+        weights: False drops pretrained weights (`pretrained`, `weights`): a checkpoint brings its own.
+    """
+
+    def __init__(self, target: Callable | str, kwargs: Mapping[str, Any] | None = None, weights: bool = True):
+        self.path = target if isinstance(target, str) else f"{target.__module__}.{target.__qualname__}"
+        self.target = _import(target) if isinstance(target, str) else target
+        self.kwargs = dict(kwargs or {})
+        self.weights = weights
+
+    @classmethod
+    def from_spec(cls, spec: Mapping, weights: bool = True) -> "StockNet":
+        """From a config's `{class_path, init_args, dict_kwargs}`."""
+        kwargs = {**dict(spec.get("init_args") or {}), **dict(spec.get("dict_kwargs") or {})}
+        return cls(spec["class_path"], kwargs, weights)
+
+    def arguments(self, data: DataSpec) -> dict[str, Any]:
+        """The constructor's arguments for these images."""
+        kwargs = dict(self.kwargs)
+        defaults = constructor_defaults(self.target)
+        open_ended = self.path.startswith("timm.") and _takes_var_keywords(self.target)
+        for name, value_of in FROM_DATA.items():
+            if name in defaults and kwargs.get(name, defaults[name]) == defaults[name]:
+                kwargs[name] = value_of(data)
+            elif name not in defaults and open_ended and name in ("num_classes", "in_chans"):
+                kwargs.setdefault(name, value_of(data))
+        if not self.weights:
+            kwargs.update({k: v for k, v in NO_WEIGHTS.items() if k in kwargs})
+        return kwargs
+
+    def spec(self, data: DataSpec, weights: bool | None = None) -> dict:
+        """The config entry that rebuilds this net for these images: its class path and arguments
+        (without pretrained weights when `weights` is False)."""
+        arguments = StockNet(
+            self.target, self.kwargs, self.weights if weights is None else weights
+        ).arguments(data)
+        known = constructor_defaults(self.target)
+        init_args = {k: v for k, v in arguments.items() if k in known}
+        spec: dict = {"class_path": self.path, "init_args": init_args}
+        extra = {k: v for k, v in arguments.items() if k not in known}
+        if extra:
+            spec["dict_kwargs"] = extra
+        return spec
+
+    def __call__(self, data: DataSpec) -> nn.Module:
+        name = self.path
+        kwargs = self.arguments(data)
+        classes = None
+        if kwargs.get("weights") is not None and "num_classes" in kwargs:
+            # torchvision's pretrained weights come with their own head (1000 ImageNet classes):
+            # built with it, then given one for the data's classes
+            classes = kwargs.pop("num_classes")
+        try:
+            net = self.target(**kwargs)
+        except Exception as err:  # whatever the library raises: an unknown name, a failed download
+            raise ParameterError(StockNet, "net", f"{name} cannot be built: {_first_line(err)}") from None
+        if not isinstance(net, nn.Module):
+            raise ParameterError(StockNet, "net", f"{name} returned a {type(net).__name__}, not an nn.Module")
+        if classes is not None:
+            replace_head(net, classes)
+        adapt_input_channels(net, data.channels)
+        return net
+
+
+def replace_head(net: nn.Module, num_classes: int) -> None:
+    """The last nn.Linear of the net's classifier (`optim.head_of`) made anew with `num_classes`
+    outputs, where it has another number."""
+    from lit_mnist.optim import head_of
+
+    head = head_of(net)
+    linears = [m for m in (head.modules() if head is not None else ()) if isinstance(m, nn.Linear)]
+    if not linears or linears[-1].out_features == num_classes:
+        return
+    old = linears[-1]
+    for parent in net.modules():
+        for name, child in parent.named_children():
+            if child is old:
+                new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+                setattr(parent, name, new.to(old.weight.device, old.weight.dtype))
+                return
+
+
+def adapt_input_channels(net: nn.Module, channels: int) -> None:
+    """A first convolution made for 3-channel (RGB) images, where the images have another number
+    of channels: replaced by one that reads them. Its weights are those of the RGB filters summed
+    over the colours (for one channel) or their mean spread over the channels, so pretrained filters
+    answer a gray image as they answered its RGB copy."""
+    for parent in net.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                if child.in_channels == 3 and channels != 3 and child.groups == 1:
+                    setattr(parent, name, _conv_for(child, channels))
+                return
+
+
+def _conv_for(conv: nn.Conv2d, channels: int) -> nn.Conv2d:
+    new = nn.Conv2d(
+        channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        bias=conv.bias is not None, padding_mode=conv.padding_mode,
+    )  # fmt: skip
+    with torch.no_grad():
+        summed = conv.weight.sum(dim=1, keepdim=True)
+        new.weight.copy_(summed if channels == 1 else (summed / channels).expand_as(new.weight))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new.to(conv.weight.device, conv.weight.dtype)
+
+
+def build_net(net: Any, data: DataSpec) -> tuple[nn.Module, dict | None]:
+    """The nn.Module for these images from what `--model.net` gave: a factory written for the
+    template (called with the DataSpec), a StockNet, a config entry `{class_path, init_args}`, any
+    other nn.Module class or factory, or a built nn.Module. Also the config entry that rebuilds a
+    stock net without its pretrained weights, for a checkpoint (None for the others).
+    ParameterError when its output is not one value per class."""
+    spec = None
+    if isinstance(net, Mapping) and "class_path" in net:
+        net = StockNet.from_spec(net)
+    elif (inspect.isclass(net) or inspect.isfunction(net)) and not takes_spec(net):
+        net = StockNet(net)  # other callables (a partial of a template net) are called with the spec
+    if isinstance(net, StockNet):
+        spec = net.spec(data, weights=False)
+    module = net if isinstance(net, nn.Module) else net(data)
+    if isinstance(net, nn.Module):  # built elsewhere from a stock net's entry: as StockNet would adapt it
+        adapt_input_channels(module, data.channels)
+    check_outputs(module, data)
+    return module, spec
+
+
+def check_outputs(net: nn.Module, data: DataSpec) -> None:
+    """One pass of two blank images: the net must read the data's shape and give one value per class."""
+    shape = (2, data.channels, data.height, data.width)
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            out = net.eval()(torch.zeros(shape))
+    except Exception as err:
+        raise ParameterError(
+            StockNet, "net", f"{type(net).__name__} cannot read {_shape(data)} images: {_first_line(err)}"
+        ) from None
+    finally:
+        net.train(was_training)
+    if not isinstance(out, Tensor) or tuple(out.shape) != (2, data.num_classes):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ParameterError(
+            StockNet, "net", f"{type(net).__name__} must give one value per class, {data.num_classes} per "
+            f"image, for {_shape(data)} images; it gave {got} for a batch of 2",
+        )  # fmt: skip
+
+
+def constructor_defaults(target: Callable) -> dict[str, Any]:
+    """Each named parameter of a constructor and its default (None or inspect.Parameter.empty when it
+    has none), following **kwargs the way the command line does (torchvision's resnet18 -> ResNet)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    try:
+        if inspect.isclass(target):
+            parser.add_class_arguments(target, fail_untyped=False, sub_configs=True)
+        else:
+            parser.add_function_arguments(target, fail_untyped=False, sub_configs=True)
+        found = parser.get_defaults().as_dict()  # a required parameter's default reads None
+    except Exception:
+        found = {}
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    for p in params:
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            found.setdefault(p.name, p.default)
+    return found
+
+
+def _takes_var_keywords(target: Callable) -> bool:
+    try:
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
+def _import(path: str) -> Callable:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ParameterError(StockNet, "net", f"{path} cannot be imported: {_first_line(err)}") from None
+
+
+def _shape(data: DataSpec) -> str:
+    return f"{data.channels}x{data.height}x{data.width}"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -73,22 +73,30 @@ class LRScaling:
         return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.mode]
 
 
-def head_of(net: nn.Module) -> nn.Module:
-    """The classifier of `net`: its `classifier` attribute, else the last module owning parameters."""
-    head = getattr(net, "classifier", None)
-    if isinstance(head, nn.Module):
+def head_of(net: nn.Module) -> nn.Module | None:
+    """The classifier of a net: its `classifier` (the template's nets), timm's `get_classifier()`,
+    torchvision's `fc`, `head` or `heads`, else its last nn.Linear; None when it has none of them."""
+    for name in ("classifier", "fc", "head", "heads"):
+        if isinstance(head := getattr(net, name, None), nn.Module) and any(True for _ in head.parameters()):
+            return head
+    getter = getattr(net, "get_classifier", None)
+    if callable(getter) and isinstance(head := getter(), nn.Module) and any(True for _ in head.parameters()):
         return head
-    owners = [m for m in net.modules() if any(True for _ in m.parameters(recurse=False))]
-    if not owners:
-        raise ValueError(f"{type(net).__name__} has no parameters to train")
-    return owners[-1]
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
 
 
 def param_groups(net: nn.Module, features: GroupSettings, classifier: GroupSettings) -> list[dict]:
     """Named parameter groups: features and classifier, each split into weights that decay and
     biases/normalisation parameters that do not. Every trainable parameter lands in exactly one
     group; empty groups are left out. Each group carries its `lr_mult` for `scale_group_lrs`."""
-    head_ids = {id(p) for p in head_of(net).parameters()}
+    head = head_of(net)
+    if head is None and classifier != GroupSettings():
+        raise ValueError(
+            f"{type(net).__name__} has no classifier to set apart (no classifier, fc, head or heads "
+            "attribute, no get_classifier(), no nn.Linear): name it `classifier` in the net"
+        )
+    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
     groups: dict[str, dict] = {}
     for param in net.parameters():
         if not param.requires_grad:
