@@ -22,9 +22,12 @@ from lit_mnist.nets import ConvNet
 DEFAULT = str(ROOT / "configs" / "default.yaml")
 QUICK = ["--config", DEFAULT, "--config", str(ROOT / "configs" / "experiments" / "quick.yaml")]
 # every fit config (the sweeps' search spaces are not fit configs: tests/test_sweep.py loads them)
-# folder.yaml reads a folder of images, not the IDX files: tests/test_folder.py runs it
+# folder.yaml reads a folder of images, not the IDX files: tests/test_folder.py runs it; the debug
+# and callback presets run as they are in tests/test_presets.py
 CONFIGS = sorted(
-    p for p in (ROOT / "configs").rglob("*.yaml") if "sweeps" not in p.parts and p.stem != "folder"
+    p
+    for p in (ROOT / "configs").rglob("*.yaml")
+    if not {"sweeps", "debug", "callbacks"} & set(p.parts) and p.stem != "folder"
 )
 
 
