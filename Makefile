@@ -15,7 +15,7 @@ PORT ?= 6006
 # The stamp is older than pyproject.toml when dependencies changed: then install again.
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test tensorboard bench bench-gpu compare results experiments predict plots export notebooks sweep lint clean
+.PHONY: install train test lr-find tensorboard bench bench-gpu compare results experiments predict plots export notebooks sweep lint clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ test: $(STAMP)
 # make sweep ARGS="--space configs/sweeps/search.yaml --trials 24 [--workers 2]": an Optuna study
 sweep: $(STAMP)
 	$(BIN)/lit-mnist sweep --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
+
+# make lr-find [CONFIG=...] [ARGS="--model.optimizer=torch.optim.SGD"]: an LR range test, the suggested --model.optimizer.lr
+lr-find: $(STAMP)
+	$(BIN)/lit-mnist lr-find --config $(CONFIG) --data.data_dir=$(DATA_DIR) $(ARGS)
 
 # make bench [ARGS="--cases bc"]: the template against plain PyTorch, report in docs/bench.md
 bench: $(STAMP)

@@ -30,6 +30,7 @@ TOOLS = {
     "notebooks": "run the notebooks headless and keep copies with their outputs",
     "bench": "training speed of the template against plain PyTorch",
     "bench-gpu": "the same on a GPU: samples/s at large batches, and gpu_fast.yaml's time to 99%",
+    "lr-find": "an LR range test on a recipe: the loss against the learning rate, and the rate to train with",
     "sweep": "an Optuna study over a search space (configs/sweeps/): trials in parallel, pruned, resumable",
 }
 
