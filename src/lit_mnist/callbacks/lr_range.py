@@ -102,16 +102,19 @@ class LRRangeTest(Callback):
         else:
             self._set_lr(trainer, n)
 
-    def suggestion(self) -> float | None:
-        """The base learning rate where the smoothed loss falls fastest against log(lr), before its
+    def suggestion(self, span: float = 0.25) -> float | None:
+        """The base learning rate where the smoothed loss falls fastest against log10(lr), each
+        slope taken over `span` decades either side (the single steps are too noisy), before its
         lowest point; None when it never falls."""
         lowest = min(range(len(self.smoothed)), key=self.smoothed.__getitem__, default=0)
-        if lowest < 2:
+        per_decade = (self.steps - 1) / math.log10(self.max_lr / self.min_lr)
+        k = max(1, round(span * per_decade))
+        if lowest < 2 * k:
             return None
-        logs = [math.log10(lr) for lr in self.lrs[: lowest + 1]]
-        slopes = [
-            (self.smoothed[i + 1] - self.smoothed[i - 1]) / (logs[i + 1] - logs[i - 1])
-            for i in range(1, lowest)
-        ]
-        steepest = min(range(len(slopes)), key=slopes.__getitem__)
-        return self.lrs[steepest + 1] if slopes[steepest] < 0 else None
+        logs = [math.log10(lr) for lr in self.lrs]
+        slopes = {
+            i: (self.smoothed[i + k] - self.smoothed[i - k]) / (logs[i + k] - logs[i - k])
+            for i in range(k, lowest - k + 1)
+        }
+        steepest = min(slopes, key=slopes.__getitem__)
+        return self.lrs[steepest] if slopes[steepest] < 0 else None
