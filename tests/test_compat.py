@@ -34,3 +34,12 @@ def test_lightning_still_keeps_the_loader_set_up_before_the_restore():
     assert "if self._combined_loader is not None and not self._should_reload_train_dl:" in source, (
         "lightning changed how the fit loop reuses its training loader: revisit compat.stepping_batches"
     )
+
+
+def test_lightning_cli_still_takes_the_hparams_from_its_cached_config_dump():
+    from lightning.pytorch.cli import LightningCLI, _InstantiatorFn
+
+    assert "self.cli._dump_config()" in inspect.getsource(_InstantiatorFn.__call__)
+    assert 'hasattr(self, "config_dump")' in inspect.getsource(LightningCLI._dump_config), (
+        "LightningCLI no longer caches its config dump: revisit compat.keep_hyperparameters_as_given"
+    )

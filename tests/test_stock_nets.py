@@ -230,6 +230,14 @@ def test_a_stock_net_trains_resumes_predicts_and_exports(case, fork_server, fake
             {},
             "cannot be built: ResNet.__init__() got an unexpected keyword argument 'drop'",
         ),
+        (  # as a config file would give it
+            [
+                '--model.net={"class_path": "timm.create_model", "init_args": {"model_name": "x", '
+                '"in_chans": 1}}'
+            ],
+            {},
+            "Option 'in_chans' is not accepted (in a config file, what a function passes on through **kwargs",
+        ),
     ],
     ids=[
         "unknown-timm-name",
@@ -237,6 +245,7 @@ def test_a_stock_net_trains_resumes_predicts_and_exports(case, fork_server, fake
         "needs-a-download",
         "unknown-timm-argument",
         "unknown-argument",
+        "kwargs-in-init-args",
     ],
 )
 def test_a_net_that_cannot_be_used_is_one_line_exit_2_nothing_written(

@@ -27,7 +27,7 @@ from lit_mnist.callbacks.divergence import Diverged
 from lit_mnist.callbacks.predictions import PredictionWriter
 from lit_mnist.callbacks.progress import ProgressBar
 from lit_mnist.callbacks.summary import RunSummary
-from lit_mnist.compat import starts_processes_per_stage
+from lit_mnist.compat import keep_hyperparameters_as_given, starts_processes_per_stage
 from lit_mnist.data import DataError, ImageDataModule, preset_spec
 from lit_mnist.errors import ParameterError, UserError, config_key
 from lit_mnist.loggers import allow_mlflow_file_store, experiment_dir, resume_into, run_folder
@@ -202,9 +202,8 @@ class MNISTCLI(LightningCLI):
         net = config.model.net
         stock = _stock_net(net, weights=self.checkpoint is None)  # a checkpoint brings the weights
         if stock is not None:
-            # built here, for the data's classes and channels; the dump that becomes the model's
-            # hyper-parameters is taken first, with the net as given
-            self._dump_config()
+            # built here, for the data's classes and channels; the hyper-parameters keep it as given
+            keep_hyperparameters_as_given(self)
             config.model.net = stock
         try:
             with preset_spec(given):
@@ -423,10 +422,12 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         nonlocal argv
         _check_config_files(argv)
+        from_shell = argv == sys.argv[1:]  # then LightningCLI reads sys.argv itself, without a warning
         argv = _through_kwargs(argv)
+        if from_shell:
+            sys.argv[1:] = argv
         # parse errors raise instead of printing the usage: the user gets one line
         parser_kwargs = {**RAISING, **{name: RAISING for name in SUBCOMMANDS}}
-        from_shell = argv == sys.argv[1:]  # then LightningCLI reads sys.argv itself, without a warning
         MNISTCLI(args=None if from_shell else argv, parser_kwargs=parser_kwargs)
 
     with_one_line_errors(run)
@@ -494,9 +495,10 @@ def _check_config_files(argv: list[str]) -> None:
             raise UserError(f"--config {value} is not valid YAML{where}: {reason}") from None
 
 
-# the lines of a jsonargparse Union error that say which types were tried, not why the class failed
+# where a jsonargparse Union error says why the class named failed (--model.net's two kinds)
 CLASS_PATH_ENTRY = "- Problem with given class_path"
-KWARGS_HINT = "what it passes on through **kwargs goes in --model.net.dict_kwargs.NAME=VALUE"
+KWARGS_HINT = "in a config file, what a function passes on through **kwargs goes under dict_kwargs"
+# the lines of a jsonargparse Union error that say which types were tried, not why the class failed
 UNION_NOISE = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value")
 
 

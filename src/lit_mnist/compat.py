@@ -49,3 +49,13 @@ def starts_processes_per_stage(trainer: L.Trainer) -> bool:
     pickled copies of this one's objects: ddp_spawn and its kin (Lightning's multiprocessing
     launcher, lightning 2.6.6), as against ddp, which runs the whole script once per process."""
     return isinstance(trainer.strategy.launcher, _MultiProcessingLauncher)
+
+
+def keep_hyperparameters_as_given(cli) -> None:
+    """Take now the config dump that LightningCLI turns into the model's hyper-parameters.
+
+    LightningCLI dumps its config once (`_dump_config`, cached in `config_dump`) when it
+    instantiates the model, and the model's hparams come from that dump. The template builds a
+    stock net (`--model.net=torchvision.models.resnet18`) itself and puts it in the config just
+    before; dumped first, the hparams keep the net as the user gave it."""
+    cli._dump_config()
