@@ -10,6 +10,7 @@ of classes and input channels come from the data where its constructor takes the
 left at their defaults; a first convolution made for RGB reads gray images otherwise.
 """
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from lit_mnist.data import DataSpec
 from lit_mnist.errors import ParameterError
+from lit_mnist.optim import head_of
 
 
 class ConvNet(nn.Module):
@@ -201,8 +203,9 @@ class StockNet:
         kwargs = {**dict(spec.get("init_args") or {}), **dict(spec.get("dict_kwargs") or {})}
         return cls(spec["class_path"], kwargs, weights)
 
-    def arguments(self, data: DataSpec) -> dict[str, Any]:
-        """The constructor's arguments for these images."""
+    def arguments(self, data: DataSpec, weights: bool | None = None) -> dict[str, Any]:
+        """The constructor's arguments for these images (without pretrained weights when `weights`,
+        or else the StockNet's own setting, is False)."""
         kwargs = dict(self.kwargs)
         defaults = constructor_defaults(self.target)
         open_ended = self.path.startswith("timm.") and _takes_var_keywords(self.target)
@@ -211,16 +214,14 @@ class StockNet:
                 kwargs[name] = value_of(data)
             elif name not in defaults and open_ended and name in ("num_classes", "in_chans"):
                 kwargs.setdefault(name, value_of(data))
-        if not self.weights:
+        if not (self.weights if weights is None else weights):
             kwargs.update({k: v for k, v in NO_WEIGHTS.items() if k in kwargs})
         return kwargs
 
     def spec(self, data: DataSpec, weights: bool | None = None) -> dict:
         """The config entry that rebuilds this net for these images: its class path and arguments
         (without pretrained weights when `weights` is False)."""
-        arguments = StockNet(
-            self.target, self.kwargs, self.weights if weights is None else weights
-        ).arguments(data)
+        arguments = self.arguments(data, weights)
         known = constructor_defaults(self.target)
         init_args = {k: v for k, v in arguments.items() if k in known}
         spec: dict = {"class_path": self.path, "init_args": init_args}
@@ -252,8 +253,6 @@ class StockNet:
 def replace_head(net: nn.Module, num_classes: int) -> None:
     """The last nn.Linear of the net's classifier (`optim.head_of`) made anew with `num_classes`
     outputs, where it has another number."""
-    from lit_mnist.optim import head_of
-
     head = head_of(net)
     linears = [m for m in (head.modules() if head is not None else ()) if isinstance(m, nn.Linear)]
     if not linears or linears[-1].out_features == num_classes:
@@ -334,9 +333,11 @@ def check_outputs(net: nn.Module, data: DataSpec) -> None:
         )  # fmt: skip
 
 
+@functools.cache
 def constructor_defaults(target: Callable) -> dict[str, Any]:
     """Each named parameter of a constructor and its default (None or inspect.Parameter.empty when it
-    has none), following **kwargs the way the command line does (torchvision's resnet18 -> ResNet)."""
+    has none), following **kwargs the way the command line does (torchvision's resnet18 -> ResNet).
+    Cached per constructor: read it, do not change it."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)
