@@ -6,9 +6,10 @@ The recipe's base learning rate (--model.optimizer.lr) grows exponentially from 
 --max_lr over --steps optimizer steps, each parameter group keeping its ratio to it (lr_mult,
 batch scaling), with the recipe's optimizer, net, data, precision and accumulation; schedulers,
 validation, checkpoints and the logger are left out. The test stops once the smoothed training
-loss is --divergence times its lowest, or has risen back half-way to its first value (a diverged
-classifier's loss tends to settle near chance). The suggestion is the rate where the smoothed loss falls
-fastest; a rate a few times lower is the safer start for long runs, one near it for short ones.
+loss is --divergence times its lowest, or has fallen by a fifth and risen back half-way to its
+first value (a diverged classifier's loss tends to settle near chance). The suggestion is the rate
+where the smoothed loss falls fastest; on the seed CNN it was 1.5 to 3 times below the best rate
+of a one-epoch sweep (docs/recipes.md).
 
 Into logs/lr_find/version_<n>/: lr_find.png (loss against learning rate, the suggestion marked)
 and lr_find.json (every step's rate and loss, the suggestion, the command). The flag to train
