@@ -111,6 +111,10 @@ def test_a_python_user_passes_the_class_or_function_itself():
         "init_args": {"num_classes": 10},
     }
     assert isinstance(MNISTClassifier(SPEC, net=ConvNet).net, ConvNet)
+    # a factory whose first argument is the spec, whatever its name, is called with it
+    built = MNISTClassifier(SPEC, net=lambda spec: ConvNet(spec, hidden=8)).net
+    assert isinstance(built, ConvNet) and built.classifier[2].out_features == 8
+    assert isinstance(MNISTClassifier(SPEC, net=PlainNet).net.out, nn.Linear)  # built with its defaults
 
 
 TINY = [

@@ -295,14 +295,15 @@ def _conv_for(conv: nn.Conv2d, channels: int) -> nn.Conv2d:
 def build_net(net: Any, data: DataSpec) -> tuple[nn.Module, dict | None]:
     """The nn.Module for these images from what `--model.net` gave: a factory written for the
     template (called with the DataSpec), a StockNet, a config entry `{class_path, init_args}`, any
-    other nn.Module class or factory, or a built nn.Module. Also the config entry that rebuilds a
+    other nn.Module class or function that builds with its defaults (one whose other arguments
+    must be given goes in a StockNet with them), or a built nn.Module. Also the config entry that rebuilds a
     stock net without its pretrained weights, for a checkpoint (None for the others).
     ParameterError when its output is not one value per class."""
     spec = None
     if isinstance(net, Mapping) and "class_path" in net:
         net = StockNet.from_spec(net)
-    elif (inspect.isclass(net) or inspect.isfunction(net)) and not takes_spec(net):
-        net = StockNet(net)  # other callables (a partial of a template net) are called with the spec
+    elif (inspect.isclass(net) or inspect.isfunction(net)) and not _needs_an_argument(net):
+        net = StockNet(net)  # others (`lambda spec: ...`, a partial of a template net) get the spec
     if isinstance(net, StockNet):
         spec = net.spec(data, weights=False)
     module = net if isinstance(net, nn.Module) else net(data)
@@ -357,6 +358,20 @@ def constructor_defaults(target: Callable) -> dict[str, Any]:
         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             found.setdefault(p.name, p.default)
     return found
+
+
+def _needs_an_argument(factory: Callable) -> bool:
+    """Whether a class or function given in Python is a factory for the template (it takes the
+    DataSpec, or has a positional parameter without a default, as `lambda spec: ...` has), rather
+    than a stock net that builds with its defaults (torchvision.models.resnet18, a plain class)."""
+    if takes_spec(factory):
+        return True
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in positional and p.default is inspect.Parameter.empty for p in params)
 
 
 def _takes_var_keywords(target: Callable) -> bool:
