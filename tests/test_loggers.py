@@ -12,7 +12,7 @@ import torch
 from conftest import ROOT, SMALL, run_cli
 from lit_mnist.errors import UserError
 from lit_mnist.loggers import CSVLogger
-from lit_mnist.tools.events import read_scalars
+from lit_mnist.tools.events import read_scalars, wandb_records
 from lit_mnist.tools.runs import newest_last_checkpoint
 
 
@@ -82,6 +82,52 @@ def test_mlflow_logger_runs_and_resumes_in_its_run(fake_mnist, tmp_path):
     steps = [int(line.split()[2]) for line in val_loss]  # "timestamp value step"
     assert len(steps) == 3 and steps == sorted(set(steps))
     assert [step for step, _ in read_scalars(run)["val/loss"]] == steps
+
+
+def test_wandb_logger_runs_offline_and_resumes_its_run(fake_mnist, tmp_path, monkeypatch):
+    if os.environ.get("LIT_MNIST_REQUIRE_DATA") != "1":
+        pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    first = fit(tmp_path, fake_mnist, "wandb", 2)
+    run = tmp_path / folder_printed(first)
+    assert run.parent == tmp_path / "logs" / "default" and run.name != ""
+    record = assert_run_record(run, 2)
+    [part] = wandb_records(run)  # logs/wandb/offline-run-<time>-<id>/run-<id>.wandb
+    assert part.parent.name.startswith("offline-run-") and part.parent.parent == tmp_path / "logs" / "wandb"
+    media = part.parent / "files" / "media"
+    assert len(list((media / "images" / "val").glob("confusion_matrix_*.png"))) == 2
+    [table] = (media / "table").glob("diagnosis_*.table.json")
+    assert json.loads(table.read_text())["data"] == [[record["diagnosis"]]]
+    val_steps = [step for step, _ in read_scalars(run)["val/loss"]]  # from the W&B record itself
+    assert len(val_steps) == 2
+
+    fit(tmp_path, fake_mnist, "wandb", 3, "--ckpt_path", "last")
+    assert [p.name for p in run.parent.iterdir()] == [run.name]  # the same run folder, the same id
+    assert_run_record(run, 3)
+    assert len(wandb_records(run)) == 2
+    val = read_scalars(run)["val/loss"]
+    assert [step for step, _ in val][:2] == val_steps and len(val) == 3
+    plotted = run_cli("plots", str(run), cwd=tmp_path).stdout  # the curves, read from the W&B record
+    assert "Diagnosis: " in plotted and (run / "plots" / "loss.png").is_file()
+
+
+def test_two_loggers_write_one_run_folder_and_resume_into_it(fake_mnist, tmp_path):
+    (tmp_path / "logs" / "default" / "version_0").mkdir(parents=True)  # an earlier run: both count on
+    first = fit(tmp_path, fake_mnist, "many", 2)
+    run = tmp_path / "logs" / "default" / "version_1"
+    assert folder_printed(first) == Path("logs/default/version_1")
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0", "version_1"]
+    assert_run_record(run, 2)
+    assert any(run.glob("events.out.tfevents.*")) and (run / "metrics.csv").is_file()
+    assert not (run / "figures").exists()  # TensorBoard takes the figures: no PNG copies
+
+    fit(tmp_path, fake_mnist, "many", 3, "--ckpt_path", "last")
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0", "version_1"]
+    assert_run_record(run, 3)
+    with (run / "metrics.csv").open(newline="") as file:
+        csv_steps = [int(row["step"]) for row in csv.DictReader(file) if row["val/loss"]]
+    tensorboard_steps = [step for step, _ in read_scalars(run)["val/loss"]]
+    assert len(csv_steps) == 3 and csv_steps == tensorboard_steps
 
 
 def test_csv_logger_keeps_the_rows_before_the_purge_step(tmp_path):

@@ -5,9 +5,11 @@ and pruning stops a run early with its curves kept."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import lightning as L
@@ -81,6 +83,44 @@ def test_a_study_runs_its_trials_as_runs_and_continues(fake_mnist, tmp_path):
     assert "[1/1] trial 3" in again
     assert states(study / "study.db") == ["COMPLETE"] * 4
     assert sorted(p.name for p in study.glob("trial_*")) == [f"trial_{n}" for n in range(4)]
+    assert dashboard_trials(study / "study.db", "tiny") == ["Complete"] * 4
+
+
+def dashboard_trials(study_db: Path, name: str) -> list[str]:
+    """Starts optuna-dashboard on a study's storage, as docs/sweeps.md says, and reads the study's
+    page and its trials' states over HTTP on localhost."""
+    if os.environ.get("LIT_MNIST_REQUIRE_DATA") != "1":
+        pytest.importorskip("optuna_dashboard", reason="the dashboard extra is not installed")
+    with socket.socket() as free:  # a port nobody uses
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "optuna-dashboard"), f"sqlite:///{study_db}"]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # it listens within a few seconds
+            try:
+                studies = json.loads(urllib.request.urlopen(f"{base}/api/studies", timeout=5).read())
+                break
+            except OSError:
+                assert server.poll() is None, f"optuna-dashboard stopped: {server.stderr.read()}"
+                time.sleep(0.1)
+        else:
+            raise AssertionError("optuna-dashboard did not answer within 30 s")
+        page = urllib.request.urlopen(f"{base}/dashboard", timeout=5).read().decode()
+        assert "<title>Optuna Dashboard</title>" in page
+        [found] = [s for s in studies["study_summaries"] if s["study_name"] == name]
+        study = f"{base}/api/studies/{found['study_id']}"
+        detail = json.loads(urllib.request.urlopen(study, timeout=5).read())
+        return [trial["state"] for trial in detail["trials"]]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_bad_input_is_one_line_and_writes_nothing(fake_mnist, tmp_path):

@@ -20,7 +20,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lit_mnist import precision
+from lit_mnist import loggers, precision
 from lit_mnist.callbacks import LastCheckpoint, StopOnDivergence, ValidationFigures
 from lit_mnist.callbacks.checkpoint import Stopped
 from lit_mnist.callbacks.divergence import Diverged
@@ -254,6 +254,7 @@ class MNISTCLI(LightningCLI):
                 callbacks[i] = ProgressBar(callback.refresh_rate, callback.process_position, callback._leave)
             elif type(callback) is RichProgressBar and not rich_asked:
                 callbacks[i] = ProgressBar()
+        loggers.share_run_folder(trainer)
         if trainer.logger is not None and starts_processes_per_stage(trainer):
             # ddp_spawn: the fit and the test after it run in processes started afresh, and each
             # would ask the logger for a new version: fixed here, both write into one run folder

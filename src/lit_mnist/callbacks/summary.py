@@ -127,7 +127,6 @@ class RunSummary(L.Callback):
             print(f"  Diagnosis: {results['diagnosis']}")
 
     def _log_hyperparameters(self, trainer: L.Trainer, pl_module: L.LightningModule, results: dict) -> None:
-        logger = trainer.logger
         params = {"seed": results["seed"], "model": _settings(pl_module.hparams)}
         if trainer.datamodule is not None:
             params["data"] = _settings(trainer.datamodule.hparams)
@@ -136,9 +135,10 @@ class RunSummary(L.Callback):
         metrics = {k: v for k, v in results.items() if "/" in k and isinstance(v, float)}
         log_settings(trainer, params, metrics)
         log_text(trainer, "diagnosis", results["diagnosis"])
-        # The trainer closed the logger at the end of the stage; this reopened it. Close again, or
-        # the queued events may never reach the file.
-        logger.finalize("success")
+        # The trainer closed the loggers at the end of the stage; this reopened them. Close again,
+        # or the queued events may never reach the file.
+        for logger in trainer.loggers:
+            logger.finalize("success")
 
 
 class Curves:
