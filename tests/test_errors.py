@@ -51,7 +51,7 @@ def fit(cwd: Path, data: Path, *flags: str):
         (["--model.optimizer=torch.optim.SGD", "--model.optimizer.momentum=-1"], ["momentum"]),
         (["--config", "no-such-config.yaml"], ["no-such-config.yaml"]),
         (["--threads=0"], ["--threads must be at least 1"]),
-        (["--save_every_n_steps=-1"], ["--save_every_n_steps must be at least 0"]),
+        (["--last_checkpoint.every_n_steps=-1"], ["--last_checkpoint.every_n_steps must be 0 or more"]),
         (["--model.net.init_args.channels=[]"], ["--model.net.channels must name 1 or more stages"]),
         (["--model.net.dropout=1.5"], ["--model.net.dropout must be in [0, 1), got 1.5"]),
         # a config written for MNIST's data module stacked on an image folder's: the key is named
@@ -153,7 +153,7 @@ def test_checkpoint_of_another_model(checkpoint, fake_mnist, tmp_path):
 def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint(fake_mnist, tmp_path):
     result = fit(
         tmp_path, fake_mnist, "--model.optimizer=torch.optim.SGD", "--model.optimizer.lr=1e6",
-        "--data.batch_size=16", "--trainer.max_epochs=3", "--save_every_n_steps=1",
+        "--data.batch_size=16", "--trainer.max_epochs=3", "--last_checkpoint.every_n_steps=1",
     )  # fmt: skip
     line = assert_one_line_error(result, "training diverged: loss", "learning rates features=1e+06")
     step = int(line.split(" at step ")[1].split(" ")[0].rstrip(","))
@@ -171,7 +171,7 @@ def test_a_finite_explosion_stops_the_run_too(fake_mnist, tmp_path):
     explodes: that stops the run with the same line, before a checkpoint of the broken weights."""
     result = fit(
         tmp_path, fake_mnist, "--model.optimizer.lr=1e6", "--data.batch_size=16", "--trainer.max_epochs=3",
-        "--save_every_n_steps=1", "--trainer.precision=32-true",
+        "--last_checkpoint.every_n_steps=1", "--trainer.precision=32-true",
     )  # fmt: skip
     line = assert_one_line_error(result, "training diverged: loss", "over 100x its starting value")
     step = int(line.split(" at step ")[1].split(" ")[0].rstrip(","))
@@ -182,7 +182,7 @@ def test_a_finite_explosion_stops_the_run_too(fake_mnist, tmp_path):
 def test_without_the_explosion_check_the_diagnosis_says_diverging(fake_mnist, tmp_path):
     result = fit(
         tmp_path, fake_mnist, "--model.optimizer.lr=1e6", "--data.batch_size=16", "--trainer.max_epochs=1",
-        "--divergence_factor=0", "--trainer.precision=32-true",
+        "--divergence.factor=0", "--trainer.precision=32-true",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "logs" / "quick" / "version_0" / "metrics.json").read_text())

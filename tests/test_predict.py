@@ -127,7 +127,7 @@ def test_predict_names_rejected_files_and_exits_non_zero(fake_quick_run, tmp_pat
     draw(tmp_path / "good.png", "1")
     (tmp_path / "bad.png").write_text("hello")
     output = tmp_path / "out" / "p.csv"
-    result = predict(cwd, run, tmp_path, f"--predictions_file={output}")
+    result = predict(cwd, run, tmp_path, f"--predictions.output={output}")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

@@ -70,7 +70,7 @@ def test_anomaly_detection_names_the_operation_behind_a_nan(fork_server, fake_mn
         [
             "fit", "--config", str(ROOT / "configs/default.yaml"), f"--data.data_dir={fake_mnist}", *SMALL,
             "--config", str(DEBUG_DIR / "anomaly.yaml"), "--config", str(DEBUG_DIR / "limits.yaml"),
-            "--model.net=user_nets.NaNBackward", "--stop_on_nan=false",
+            "--model.net=user_nets.NaNBackward", "--divergence=null",
         ],
         cwd=tmp_path,
     )  # fmt: skip

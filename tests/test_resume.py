@@ -22,7 +22,7 @@ RUN = [
     "--data.batch_size=16",
     "--trainer.max_epochs=3",
     "--trainer.log_every_n_steps=1",
-    "--save_every_n_steps=5",
+    "--last_checkpoint.every_n_steps=5",
     "--trainer.precision=32-true",
     *SMALL,
 ]  # fmt: skip

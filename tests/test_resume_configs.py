@@ -30,7 +30,7 @@ def shortened(config: Path, data: Path) -> list[str]:
         "fit", "--config", str(ROOT / "configs/default.yaml"), *overlay,
         f"--data.data_dir={data}", "--data.val_size=50", "--data.eval_batch_size=50",
         "--data.batch_size=16", "--trainer.max_steps=36", "--trainer.precision=32-true",
-        "--save_every_n_steps=5", "--trainer.log_every_n_steps=1",
+        "--last_checkpoint.every_n_steps=5", "--trainer.log_every_n_steps=1",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
     ]  # fmt: skip
     trainer = (yaml.safe_load(config.read_text()) or {}).get("trainer") or {}

@@ -122,7 +122,7 @@ TINY = [
     "--trainer.log_every_n_steps=1",
     "--data.batch_size=16",
     "--auto_precision=false",
-    "--save_every_n_steps=1",
+    "--last_checkpoint.every_n_steps=1",
     "--test_after_fit=false",
     *SMALL,
 ]

@@ -17,19 +17,25 @@ import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ProgressBar as AnyProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lit_mnist import loggers, precision
-from lit_mnist.callbacks import LastCheckpoint, StopOnDivergence, ValidationFigures
+from lit_mnist.callbacks import (
+    LastCheckpoint,
+    PredictionWriter,
+    ProgressBar,
+    RunSummary,
+    StopOnDivergence,
+    ValidationFigures,
+)
 from lit_mnist.callbacks.checkpoint import Stopped
 from lit_mnist.callbacks.divergence import Diverged
-from lit_mnist.callbacks.predictions import PredictionWriter
-from lit_mnist.callbacks.progress import ProgressBar
-from lit_mnist.callbacks.summary import RunSummary
 from lit_mnist.compat import keep_hyperparameters_as_given, starts_processes_per_stage
 from lit_mnist.data import DataError, ImageDataModule, preset_spec
-from lit_mnist.errors import ParameterError, UserError, config_key
+from lit_mnist.errors import ParameterError, UserError, config_key, named_class
 from lit_mnist.loggers import allow_mlflow_file_store, experiment_dir, resume_into, run_folder
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import StockNet, constructor_defaults, takes_spec
@@ -45,6 +51,17 @@ CALLBACK_GROUPS = {
     "figures": ValidationFigures,
     "lr_monitor": LearningRateMonitor,
 }
+# The other callbacks of every run, also a group each, by default the template's class and shown
+# with its arguments in --print_config and config.yaml: `--last_checkpoint.every_n_steps=500`
+# sets one, `--divergence=null` removes it, `--progress_bar=<class>` swaps in any of the kind.
+# name -> (the kind any replacement must be, the default)
+SWAPPABLE = {
+    "divergence": (Callback, StopOnDivergence),
+    "last_checkpoint": (Callback, LastCheckpoint),
+    "summary": (Callback, RunSummary),
+    "predictions": (Callback, PredictionWriter),
+    "progress_bar": (AnyProgressBar, ProgressBar),
+}
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEFAULTS = {
     "checkpoint.monitor": "val/acc",
@@ -59,6 +76,7 @@ DEFAULTS = {
         "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
     },
     "trainer.max_epochs": 10,
+    **{name: {"class_path": f"{cls.__module__}.{cls.__name__}"} for name, (_, cls) in SWAPPABLE.items()},
     # --data=lit_mnist.data.ImageFolderDataModule (or any ImageDataModule) swaps it
     "data": {"class_path": "lit_mnist.data.MNISTDataModule"},
 }
@@ -75,30 +93,6 @@ OPTIONS = {
         int | None,
         None,
         "CPU threads for PyTorch's operators (torch.set_num_threads); None keeps its default.",
-    ),
-    "save_every_n_steps": (
-        int,
-        200,
-        "Also write checkpoints/last.ckpt every this many optimizer steps, mid-epoch, so "
-        "`--ckpt_path last` resumes a killed run at its next batch; 0 saves at epoch ends only.",
-    ),
-    "stop_on_nan": (
-        bool,
-        True,
-        "Stop at the first non-finite or exploding training loss with one line saying where, before "
-        "a checkpoint of the broken weights is written.",
-    ),
-    "divergence_factor": (
-        float,
-        100.0,
-        "With --stop_on_nan: a training loss over this many times its starting value (the first "
-        "step's, at least 1) stops the run too; 0 stops on non-finite losses only.",
-    ),
-    "predictions_file": (
-        str | None,
-        None,
-        "predict with --data.predict_path: the CSV to write (default: predictions.csv in the "
-        "checkpoint's run folder, else in the working folder).",
     ),
     "test_after_fit": (bool, True, "After fit, test the best checkpoint on the official test set."),
 }
@@ -141,6 +135,8 @@ class MNISTCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name, callback in CALLBACK_GROUPS.items():
             parser.add_lightning_class_args(callback, name)
+        for name, (kind, _) in SWAPPABLE.items():
+            parser.add_lightning_class_args(kind, name, subclass_mode=True, required=False)
         parser.set_defaults(DEFAULTS)
         # the data owns its shape: the net is built for the images the datamodule describes
         parser.link_arguments("data.spec", "model.data", apply_on="instantiate")
@@ -210,7 +206,12 @@ class MNISTCLI(LightningCLI):
                 super().instantiate_classes()
         except ValueError as err:
             # the datamodule is a subclass choice: jsonargparse wraps what its __init__ raised
-            raise _parameter_error(err) or err from None
+            if (parameter := _parameter_error(err)) is not None:
+                raise parameter from None
+            if CLASS_PATH_ENTRY not in str(err):
+                raise
+            # a class named in a list (--trainer.callbacks+=X) that failed to build
+            raise UserError(_one_line(str(err))) from None
         finally:
             config.model.net = net
         if stock is not None:  # config.yaml shows the arguments the net was built with
@@ -224,8 +225,6 @@ class MNISTCLI(LightningCLI):
         config = self._active_config()
         for flag, value, least in (
             ("--threads", config.threads, 1),
-            ("--save_every_n_steps", config.save_every_n_steps, 0),
-            ("--divergence_factor", config.divergence_factor, 0),
             ("--trainer.accumulate_grad_batches", config.trainer.get("accumulate_grad_batches"), 1),
         ):
             if value is not None and value < least:
@@ -237,6 +236,9 @@ class MNISTCLI(LightningCLI):
             # and a logger may create its store (MLflow's mlruns/) before Lightning swaps it out
             config.checkpoint.save_last = False
             config.trainer.logger = False
+        listed = [named_class(entry) for entry in _as_list(config.trainer.get("callbacks"))]
+        if config.trainer.enable_progress_bar is False or any(_is(cls, AnyProgressBar) for cls in listed):
+            config.progress_bar = None  # no bar, or the one in --trainer.callbacks (a RichProgressBar)
 
     def instantiate_trainer(self, **kwargs):
         config = self._active_config()
@@ -244,16 +246,12 @@ class MNISTCLI(LightningCLI):
         kwargs.setdefault("precision", config.trainer.precision)
         trainer = super().instantiate_trainer(**kwargs)
         callbacks = trainer.callbacks
-        # Lightning's own bar redraws after every batch, and where `rich` is installed its default
-        # is a RichProgressBar, which also reads the logged metrics back from the GPU after every
-        # batch: the template's bar instead, redrawn a few times a second (a RichProgressBar asked
-        # for in --trainer.callbacks stays)
-        rich_asked = "RichProgressBar" in str(config.trainer.get("callbacks"))
-        for i, callback in enumerate(callbacks):
-            if type(callback) is TQDMProgressBar:
-                callbacks[i] = ProgressBar(callback.refresh_rate, callback.process_position, callback._leave)
-            elif type(callback) is RichProgressBar and not rich_asked:
-                callbacks[i] = ProgressBar()
+        test_follows = self.config.get("subcommand") == "fit" and config.get("test_after_fit")
+        for callback in callbacks:  # the command line they record, unless the config gave one
+            if isinstance(callback, LastCheckpoint) and callback.resume_command is None:
+                callback.resume_command = self.command
+            if isinstance(callback, RunSummary):
+                callback.command, callback.test_follows = callback.command or self.command, test_follows
         loggers.share_run_folder(trainer)
         if trainer.logger is not None and starts_processes_per_stage(trainer):
             # ddp_spawn: the fit and the test after it run in processes started afresh, and each
@@ -261,16 +259,11 @@ class MNISTCLI(LightningCLI):
             _ = trainer.logger.version
         if not trainer.loggers:  # --trainer.logger=false: nothing to write learning rates to
             callbacks[:] = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-        if config.get("stop_on_nan"):
-            callbacks.insert(0, StopOnDivergence(config.get("divergence_factor") or 0.0))
-        if trainer.checkpoint_callback is not None:
-            callbacks.append(LastCheckpoint(config.get("save_every_n_steps") or 0, self.command))
-        test_follows = self.config.get("subcommand") == "fit" and config.get("test_after_fit")
-        callbacks += [
-            RunSummary(self.command, test_follows),
-            PredictionWriter(config.get("predictions_file")),
-        ]
         return trainer
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
+        # a group set to null (--divergence=null) is a callback left out
+        return super()._instantiate_trainer(config, [c for c in callbacks if c is not None])
 
     def _choose_precision(self, config) -> None:
         """--auto_precision: the precision and layout left unset, timed on the net and device at
@@ -350,6 +343,14 @@ def _stock_net(net, weights: bool) -> StockNet | None:
         return None
     stock = StockNet.from_spec(net.as_dict(), weights)
     return None if takes_spec(stock.target) else stock
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _is(cls: type | None, kind: type) -> bool:
+    return isinstance(cls, type) and issubclass(cls, kind)
 
 
 def _active_dict(config) -> dict:
@@ -549,7 +550,8 @@ def _one_line(message: str) -> str:
             if len(line) - len(line.lstrip()) <= depth:
                 break
             reason.append(line.strip())
-        text = f"{raw[0].strip()} {' '.join(reason)}"
+        where = "" if raw[0].startswith(UNION_NOISE) else f"{raw[0].strip()} "  # a list names no key
+        text = where + " ".join(reason)
         named = re.search(r"class_path '([^']+)'", raw[entry])
         if "is not accepted" in text and named and _passes_kwargs_on(named.group(1)):
             text += f" ({KWARGS_HINT})"

@@ -35,10 +35,18 @@ def config_key(node, owner: type, prefix: str = "") -> str | None:
 
 
 def _is_class(class_path, owner: type) -> bool:
+    return named_class({"class_path": class_path}) is owner
+
+
+def named_class(config) -> type | None:
+    """The class a config entry (`{class_path: ..., init_args: ...}`, parsed or not) names; None
+    when it names none, or one that does not import."""
+    class_path = config.get("class_path") if hasattr(config, "get") else None
     if not isinstance(class_path, str) or "." not in class_path:
-        return False
+        return None
     module, name = class_path.rsplit(".", 1)
     try:
-        return getattr(importlib.import_module(module), name, None) is owner
+        found = getattr(importlib.import_module(module), name, None)
     except ImportError:
-        return False
+        return None
+    return found if isinstance(found, type) else None

@@ -10,13 +10,14 @@ Any other Lightning logger trains and records metrics.json in <save_dir>/<name>/
 """
 
 import csv
-import importlib
 import os
 import warnings
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch import loggers
+
+from lit_mnist.errors import named_class
 
 MLFLOW_FILE_PREFIX = "file:"
 
@@ -75,12 +76,7 @@ def entries(config) -> list:
 
 def logger_class(config) -> type | None:
     """The class a logger config names (the first one of a list); None for no logger."""
-    config = next(iter(entries(config)), None)
-    class_path = config.get("class_path") if hasattr(config, "get") else None
-    if not isinstance(class_path, str) or "." not in class_path:
-        return None
-    module, name = class_path.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name, None)
+    return named_class(next(iter(entries(config)), None))
 
 
 def _is(cls: type | None, kind: type) -> bool:

@@ -48,14 +48,14 @@ class LastCheckpoint(Checkpoint):
     Args:
         every_n_steps: optimizer steps between mid-epoch writes; 0 writes at epoch ends only.
         resume_command: the command that started the run, for the resume hint (its --ckpt_path,
-            if any, is replaced).
+            if any, is replaced); None: lit-mnist fills in the command line it was given.
         on_signals: stop at the end of the step on SIGTERM, SIGINT and SLURM's requeue signal.
     """
 
     FILENAME = "last.ckpt"
 
     def __init__(
-        self, every_n_steps: int = 0, resume_command: str | None = None, on_signals: bool = True
+        self, every_n_steps: int = 200, resume_command: str | None = None, on_signals: bool = True
     ) -> None:
         if every_n_steps < 0:
             raise ParameterError(self, "every_n_steps", f"must be 0 or more, got {every_n_steps}")

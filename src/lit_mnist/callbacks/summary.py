@@ -24,13 +24,16 @@ class RunSummary(L.Callback):
     carried in checkpoints, so a resumed run is diagnosed whole).
 
     Args:
-        command: how the run was started, recorded so tables of runs can say how each was made.
-        test_follows: a test follows the fit in the same trainer: the settings go to the logger
-            once, after it, with the test metrics among the final ones.
+        command: how the run was started, recorded so tables of runs can say how each was made
+            (None: lit-mnist fills in the command line it was given).
+
+    `test_follows` (set by lit-mnist fit before the run): a test follows the fit in the same
+    trainer, so the settings go to the logger once, after it, with the test metrics among the
+    final ones.
     """
 
-    def __init__(self, command: str | None = None, test_follows: bool = False) -> None:
-        self.command, self.test_follows = command, test_follows
+    def __init__(self, command: str | None = None) -> None:
+        self.command, self.test_follows = command, False
         self.results: dict = {}
         self.curves = Curves()
         self._started: float | None = None

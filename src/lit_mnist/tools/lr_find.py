@@ -74,7 +74,7 @@ def range_test(options, fit_args: list[str], command: str) -> None:
         "--trainer.limit_val_batches=0",
         "--trainer.num_sanity_val_steps=0",
         "--test_after_fit=false",
-        "--stop_on_nan=false",  # the test diverges on purpose
+        "--divergence=null",  # the test diverges on purpose
     ]
     cli = MNISTCLI(args=flags, run=False, parser_kwargs=RAISING)
     test = LRRangeTest(options.min_lr, options.max_lr, options.steps, options.divergence)
