@@ -96,6 +96,20 @@ def test_killed_run_resumes_exactly(killer, kill_step, saved_step, fake_mnist, t
     assert_same_run(outcome(tmp_path), uninterrupted)
 
 
+@pytest.mark.parametrize("bound", ["--trainer.max_steps=48", "--trainer.max_steps=-1"])
+def test_a_step_bounded_fit_trains_on_from_the_end_of_an_epoch(bound, fake_mnist, tmp_path, uninterrupted):
+    """Training stopped by max_steps at an epoch's last batch (16 steps, one epoch), then given
+    more steps, or bounded by its 3 epochs instead: Lightning would run that epoch's end again on
+    a step-bounded resume; the run ends like one never stopped, with one train/loss per epoch."""
+    first = fit(tmp_path, fake_mnist, "--trainer.max_steps=16")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = fit(tmp_path, fake_mnist, bound, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    weights, metrics, scalars = outcome(tmp_path)
+    assert all(value == value for _, value in scalars["train/loss"])  # no NaN
+    assert_same_run((weights, metrics, scalars), uninterrupted)
+
+
 @pytest.mark.parametrize("signum, step", [("SIGTERM", 12), ("SIGINT", 7)])
 def test_signal_writes_last_and_resumes_exactly(signum, step, fake_mnist, tmp_path, uninterrupted):
     """A preempted run (SIGTERM) or Ctrl+C stops after the current step with last.ckpt written

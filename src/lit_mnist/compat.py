@@ -44,6 +44,42 @@ def end_restart(trainer: L.Trainer) -> None:
     trainer.fit_loop._restarting = False
 
 
+def resume_after_epoch_end(checkpoint: dict, step_bounded: bool) -> None:
+    """Make a checkpoint written after an epoch's last batch and its end (where a fit bounded by
+    max_steps stops when the steps fill whole epochs) resume at the start of the next epoch; any
+    other checkpoint is left as it is. Call it before the loops are restored.
+
+    Lightning resumes a step-bounded fit as a restart whatever the loop state, and finds the
+    epoch loop at the last batch: it runs that epoch's end once more, with nothing trained,
+    counts it as an epoch, and the run goes on one epoch ahead of one never stopped (the next
+    epoch's shuffle and number). Here the epoch loop's counters of the current epoch are zeroed,
+    as Lightning zeroes them when an epoch starts; the totals stay. The restarting epoch loop
+    also adds one to its count of optimizer steps (it expects checkpoints written at a batch's
+    end, before that step is counted), which would shift every step logged after the resume by
+    one: for a step-bounded resume the count is loaded one lower. A fit bounded by epochs does
+    not restart from this state, and adds nothing (lightning 2.6.6)."""
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop")
+    if not fit_loop:
+        return
+    epochs, batches = fit_loop["epoch_progress"]["current"], fit_loop["epoch_loop.batch_progress"]
+    if not batches.get("is_last_batch") or len(set(epochs.values())) != 1:  # not after an epoch's end
+        return
+    for key in ("epoch_loop.batch_progress", "epoch_loop.scheduler_progress"):
+        _zero_current(fit_loop[key])
+    _zero_current(fit_loop["epoch_loop.automatic_optimization.optim_progress"])
+    batches["is_last_batch"] = False
+    if step_bounded:
+        fit_loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+
+def _zero_current(progress: dict) -> None:
+    for key, value in progress.items():
+        if key == "current" and isinstance(value, dict):
+            progress[key] = dict.fromkeys(value, 0)
+        elif isinstance(value, dict):
+            _zero_current(value)
+
+
 def starts_processes_per_stage(trainer: L.Trainer) -> bool:
     """Whether each stage (the fit, the test after it) runs in processes started afresh from
     pickled copies of this one's objects: ddp_spawn and its kin (Lightning's multiprocessing

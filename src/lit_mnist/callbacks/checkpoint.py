@@ -16,7 +16,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 
 from lit_mnist.callbacks.divergence import diverged
-from lit_mnist.compat import end_restart
+from lit_mnist.compat import end_restart, resume_after_epoch_end
 from lit_mnist.errors import ParameterError
 from lit_mnist.loggers import run_folder
 
@@ -142,6 +142,12 @@ class LastCheckpoint(Checkpoint):
         elif self._saved_step != trainer.global_step:  # a fit bounded by max_steps ends here
             self._save(trainer)
         self._stop_if_prepared(trainer, finished=True)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # the end of a max_steps fit at an epoch's end: given more steps or epochs, the resumed
+        # fit starts the next epoch
+        if trainer.state.fn == "fit":
+            resume_after_epoch_end(checkpoint, step_bounded=trainer.max_steps != -1)
 
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking:
