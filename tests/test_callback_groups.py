@@ -128,3 +128,23 @@ def test_config_yaml_builds_the_same_run(fork_server, fake_mnist, tmp_path):
     ]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_flags_of_earlier_versions_still_set_the_groups(fake_mnist, tmp_path, capsys):
+    output = str(tmp_path / "p.csv")
+    old_flags = ["--save_every_n_steps=7", "--stop_on_nan=false", f"--predictions_file={output}"]
+    callbacks = built(fake_mnist, *old_flags)
+    assert of(callbacks, LastCheckpoint)[0].every_n_steps == 7 and of(callbacks, StopOnDivergence) == []
+    assert of(callbacks, PredictionWriter)[0].output == output
+    said = capsys.readouterr().err
+    assert "--save_every_n_steps is deprecated and will be removed: use --last_checkpoint." in said
+    assert "--stop_on_nan is deprecated and will be removed: use --divergence=null" in said
+
+    # an older run's config.yaml has every one of them at the top level
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "save_every_n_steps: 0\nstop_on_nan: true\ndivergence_factor: 5.0\npredictions_file: null\n"
+    )
+    callbacks = built(fake_mnist, "--config", str(old))
+    assert of(callbacks, LastCheckpoint)[0].every_n_steps == 0
+    assert of(callbacks, StopOnDivergence)[0].factor == 5.0

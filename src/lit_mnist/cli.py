@@ -62,6 +62,14 @@ SWAPPABLE = {
     "predictions": (Callback, PredictionWriter),
     "progress_bar": (AnyProgressBar, ProgressBar),
 }
+# Flags of earlier versions, found in the config.yaml of older runs: what each sets now.
+# name -> (type, the group, its argument; None: false removes the group)
+DEPRECATED = {
+    "save_every_n_steps": (int, "last_checkpoint", "every_n_steps"),
+    "divergence_factor": (float, "divergence", "factor"),
+    "predictions_file": (str, "predictions", "output"),
+    "stop_on_nan": (bool, "divergence", None),
+}
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEFAULTS = {
     "checkpoint.monitor": "val/acc",
@@ -142,6 +150,9 @@ class MNISTCLI(LightningCLI):
         parser.link_arguments("data.spec", "model.data", apply_on="instantiate")
         for name, (kind, default, help) in OPTIONS.items():
             parser.add_argument(f"--{name}", type=kind, default=default, help=help)
+        for name, (kind, group, argument) in DEPRECATED.items():
+            instead = f"--{group}.{argument}" if argument else f"--{group}=null"
+            parser.add_argument(f"--{name}", type=kind | None, default=None, help=f"Deprecated: {instead}.")
 
     def _active_config(self):
         """The config of the subcommand, or the whole config when built with run=False."""
@@ -151,6 +162,7 @@ class MNISTCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
         config = self._active_config()
+        _apply_deprecated(config)
         allow_mlflow_file_store(config.trainer.logger)
         if self._slurm_restart(config):
             config.ckpt_path = "last"
@@ -343,6 +355,23 @@ def _stock_net(net, weights: bool) -> StockNet | None:
         return None
     stock = StockNet.from_spec(net.as_dict(), weights)
     return None if takes_spec(stock.target) else stock
+
+
+def _apply_deprecated(config) -> None:
+    """Flags (and config.yaml keys) of earlier versions, set on the groups that took their place,
+    with a line saying so; the run's config.yaml then has them in the new place only."""
+    for name, (_, group, argument) in DEPRECATED.items():
+        value = config.get(name)
+        if value is None:
+            continue
+        config[name] = None
+        instead = f"--{group}.{argument}" if argument else f"--{group}=null"
+        print(f"--{name} is deprecated and will be removed: use {instead}", file=sys.stderr)
+        if argument is None:
+            if value is False:
+                config[group] = None
+        elif config.get(group) is not None:
+            config[group].init_args[argument] = value
 
 
 def _as_list(value) -> list:
