@@ -3,6 +3,7 @@
 import importlib
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -35,6 +36,24 @@ def test_the_overview_names_every_subcommand():
     for name in ("fit", "validate", "test", "predict", *TOOLS):
         assert sum(line.startswith(f"  {name} ") for line in lines) == 1, name
     assert "lit-mnist <subcommand> --help" in text and "lit-mnist --version" in text
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_answer_without_importing_torch(flag):
+    command = [sys.executable, "-X", "importtime", "-m", "lit_mnist", flag]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("lit-mnist")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "lit_mnist" in imported and not {"torch", "lightning", "jsonargparse"} & imported
+
+
+def test_the_package_names_load_when_first_used():
+    import lit_mnist
+    from lit_mnist.model import MNISTClassifier
+
+    assert lit_mnist.MNISTClassifier is MNISTClassifier and "MNISTClassifier" in lit_mnist.__all__
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        _ = lit_mnist.Nothing
 
 
 def test_an_unknown_tool_is_a_python_error():

@@ -9,7 +9,6 @@ import shlex
 import sys
 import traceback
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -39,7 +38,7 @@ from lit_mnist.errors import ParameterError, UserError, config_key, named_class
 from lit_mnist.loggers import allow_mlflow_file_store, experiment_dir, resume_into, run_folder
 from lit_mnist.model import MNISTClassifier
 from lit_mnist.nets import StockNet, constructor_defaults, takes_spec
-from lit_mnist.tools import TOOLS, overview, run_tool
+from lit_mnist.tools import TOOLS
 from lit_mnist.tools.runs import newest_last_checkpoint, read_checkpoint, run_dir_of, shape_mismatch
 
 # Lightning's own meanings of --ckpt_path (and `registry:<model>[:version:<v>]`, Lightning's model
@@ -439,15 +438,12 @@ def _parameter_error(err: BaseException | None) -> ParameterError | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`lit-mnist fit|validate|test|predict ...` (the command itself is lit_mnist.__main__)."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(overview())
-        return
-    if argv[0] == "--version":
-        print(f"lit-mnist {version('lit-mnist')}")
-        return
-    if argv[0] in TOOLS:
-        run_tool(argv[0], argv[1:])
+    if not argv or argv[0] in ("-h", "--help", "--version") or argv[0] in TOOLS:
+        from lit_mnist.__main__ import main as command
+
+        command(argv)
         return
 
     def run() -> None:
@@ -590,7 +586,3 @@ def _one_line(message: str) -> str:
         lines = [lines[0], *(line for line in lines[1:] if not line.startswith(UNION_NOISE))]
         return " ".join(lines[:1] + lines[-2:]) if len(lines) > 1 else lines[0]
     return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
-
-
-if __name__ == "__main__":
-    main()

@@ -56,7 +56,8 @@ def overview() -> str:
 
     return "\n".join(
         [
-            "lit-mnist: train a CNN on MNIST with PyTorch Lightning, and study the runs it leaves in logs/.",
+            "lit-mnist: train image classifiers with PyTorch Lightning (MNIST is the worked example), "
+            "and study the runs they leave in logs/.",
             "",
             "Training (LightningCLI; each writes a run folder logs/<experiment>/version_<n>/):",
             *rows(LIGHTNING_SUBCOMMANDS),
